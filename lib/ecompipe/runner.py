@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pydantic import BaseModel
+from traitlets.config import Config
 
 from ecompipe import warehouse
 from ecompipe.generate import COLUMNS, DEFAULT_AS_OF
@@ -104,6 +105,8 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
                     parameters={k: v for k, v in params.model_dump().items() if k in declared},
                     kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
                     progress_bar=sys.stderr.isatty(), log_output=False,
+                    # Unix sockets rather than unencrypted TCP between papermill and the kernel.
+                    config=Config({"KernelManager": {"transport": "ipc"}}),
                 )
             except pm.PapermillExecutionError as exc:
                 entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
