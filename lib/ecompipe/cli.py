@@ -10,7 +10,7 @@ import sys
 from datetime import date, datetime
 
 from ecompipe import runner, warehouse
-from ecompipe.generate import DEFAULT_AS_OF
+from ecompipe.generate import DEFAULT_AS_OF, DefectRates
 from ecompipe.settings import STAGES, Settings, new_run_id
 
 
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", type=_positive_float, default=1.0, help="1 = 10,000 customers, 50,000 orders")
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--as-of", type=_iso_date, default=DEFAULT_AS_OF, help="last day of order history")
+    run.add_argument("--increment", action="store_true",
+                     help="generate and load only the --as-of day's new signups and orders")
+    run.add_argument("--clean", action="store_true", help="plant no defects")
+    run.add_argument("--defect-rate", type=_defect_rate, action="append", default=[], metavar="TYPE=RATE",
+                     help=f"override one defect rate; types: {', '.join(DefectRates.model_fields)}")
     run.add_argument("--stages", type=_stage_list, default=list(STAGES),
                      help=f"comma-separated subset of {','.join(STAGES)}")
     run.add_argument("--run-id", default=None, help="default: a new id from the start time")
@@ -66,7 +71,8 @@ def _run(args) -> int:
             raise FileNotFoundError(f"--raw-dir {args.raw_dir}: no such folder")
         raw_dir, stages = raw_path, [s for s in stages if s != "generate"]
     params = runner.RunParameters(run_id=args.run_id or new_run_id(), scale=args.scale, seed=args.seed,
-                                  as_of=args.as_of.isoformat(), raw_dir=raw_dir)
+                                  as_of=args.as_of.isoformat(), increment=args.increment, clean=args.clean,
+                                  defect_rates=dict(args.defect_rate), raw_dir=raw_dir)
     manifest = runner.run(stages, params)
     run_dir = Settings().run_dir(params.run_id)
     print(f"Run {params.run_id} succeeded.")
@@ -125,6 +131,19 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-24") from None
+
+
+def _defect_rate(text: str) -> tuple[str, float]:
+    name, _, rate = text.partition("=")
+    if name not in DefectRates.model_fields:
+        raise argparse.ArgumentTypeError(f"unknown defect type {name!r}; choose from {', '.join(DefectRates.model_fields)}")
+    try:
+        value = float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the rate must be a number, like {name}=0.01") from None
+    if not 0 <= value <= 0.2:
+        raise argparse.ArgumentTypeError(f"{text!r}: the rate must be between 0 and 0.2")
+    return name, value
 
 
 def _stage_list(text: str) -> list[str]:

@@ -7,12 +7,14 @@ stage, so a run that died still says how far it got.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +23,7 @@ from pydantic import BaseModel
 from traitlets.config import Config
 
 from ecompipe import warehouse
-from ecompipe.generate import COLUMNS, DEFAULT_AS_OF
+from ecompipe.generate import COLUMNS, DEFAULT_AS_OF, DEFECTS_FILE
 from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ class RunParameters(BaseModel):
     scale: float = 1.0
     seed: int = 42
     as_of: str = DEFAULT_AS_OF.isoformat()
+    increment: bool = False
+    clean: bool = False
+    defect_rates: dict[str, float] = {}
     raw_dir: str = ""
 
 
@@ -83,6 +88,7 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         "stages": [],
         "row_counts": {},
         "files": {},
+        "defects": {},
         "packages": _package_versions(),
         "git_commit": _git_commit(),
     }
@@ -119,7 +125,9 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         raise
     finally:
         manifest["finished_at"] = _now()
-        manifest["files"] = _file_hashes(Path(params.raw_dir) if params.raw_dir else run_dir / "raw")
+        raw_dir = Path(params.raw_dir) if params.raw_dir else run_dir / "raw"
+        manifest["files"] = _file_hashes(raw_dir)
+        manifest["defects"] = _defect_counts(raw_dir)
         manifest["row_counts"] = _row_counts(settings)
         _write(run_dir, manifest)
     return manifest
@@ -154,6 +162,15 @@ def _file_hashes(raw_dir: Path) -> dict[str, str]:
                 digest.update(block)
         hashes[path.name] = f"sha256:{digest.hexdigest()}"
     return hashes
+
+
+def _defect_counts(raw_dir: Path) -> dict[str, int]:
+    """Planted defects per type, from the generator's ledger."""
+    try:
+        with open(raw_dir / DEFECTS_FILE, newline="") as f:
+            return dict(sorted(Counter(row["defect"] for row in csv.DictReader(f)).items()))
+    except FileNotFoundError:
+        return {}
 
 
 def _package_versions() -> dict[str, str]:
