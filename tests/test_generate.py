@@ -1,4 +1,5 @@
-"""Generation: exact counts, byte-for-byte determinism, key integrity and value domains."""
+"""Generation: counts, determinism, realism within documented tolerances, and planted defects that match
+their ledger row by row. The defect detectors here are written independently of the generator."""
 
 from __future__ import annotations
 
@@ -7,26 +8,51 @@ import os
 import re
 import subprocess
 import sys
-from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ecompipe import generate
-from ecompipe.generate import COLUMNS, GenerateSpec, PAYMENT_METHODS, STATUSES
+from ecompipe.generate import COLUMNS, KEYS, PAYMENT_METHODS, STATUSES, DefectRates, GenerateSpec
 
 from conftest import TINY
+
+EMAIL = re.compile(r"[a-z0-9.]+@[a-z0-9.-]+\.[a-z]+")
+NOISY = DefectRates(**{name: 0.01 for name in DefectRates.model_fields})
 
 
 def read(raw, name):
     return pd.read_csv(raw / f"{name}.csv", keep_default_na=False, na_values=[""])
 
 
+@pytest.fixture(scope="module")
+def clean_raw(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("clean")
+    generate.write_dataset(GenerateSpec(scale=0.2, clean=True), raw)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("noisy")
+    spec = GenerateSpec(scale=0.2, defects=NOISY, chunk_rows=2_000)
+    return spec, generate.write_dataset(spec, raw, workers=1)
+
+
+# ---------------------------------------------------------------- counts and determinism
+
 def test_scale_one_has_the_documented_counts(tmp_path):
-    rows = generate.write_dataset(GenerateSpec(scale=1), tmp_path)
+    rows = generate.write_dataset(GenerateSpec(scale=1, clean=True), tmp_path).rows
     assert (rows["customers"], rows["products"], rows["orders"]) == (10_000, 495, 50_000)
-    assert rows["order_items"] > rows["orders"]
     assert sum(1 for _ in open(tmp_path / "orders.csv")) == 50_001  # header + rows
+
+
+def test_defects_add_rows_but_never_change_the_clean_key_counts(tmp_path):
+    generate.write_dataset(GenerateSpec(scale=0.2), tmp_path)
+    customers, orders = read(tmp_path, "customers"), read(tmp_path, "orders")
+    assert customers["customer_id"].nunique() == 2_000
+    assert orders.loc[orders["order_id"] < generate.ORPHAN_ID_OFFSET, "order_id"].nunique() == 10_000
 
 
 def test_customers_and_orders_scale_linearly_products_do_not():
@@ -39,67 +65,16 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     again, other = tmp_path / "again", tmp_path / "other"
     generate.write_dataset(GenerateSpec(scale=TINY), again)
     generate.write_dataset(GenerateSpec(scale=TINY, seed=7), other)
-    for name in COLUMNS:
+    for name in [*COLUMNS, "_defects"]:
         assert filecmp.cmp(tiny_raw / f"{name}.csv", again / f"{name}.csv", shallow=False), name
     assert not filecmp.cmp(tiny_raw / "orders.csv", other / "orders.csv", shallow=False)
 
 
-def test_chunked_generation_matches_its_own_chunks(tmp_path, monkeypatch):
-    """Chunk boundaries are fixed by the spec, so orders stay sorted and ids contiguous across chunks."""
-    monkeypatch.setattr(generate, "CHUNK_ROWS", 300)
-    generate.write_dataset(GenerateSpec(scale=TINY), tmp_path)
-    orders = read(tmp_path, "orders")
-    assert orders["order_id"].tolist() == list(range(1, len(orders) + 1))
-    assert orders["order_ts"].is_monotonic_increasing
-    customers = read(tmp_path, "customers")
-    assert customers["customer_id"].tolist() == list(range(1, len(customers) + 1))
-
-
-def test_files_have_the_documented_header(tiny_raw):
-    for name, columns in COLUMNS.items():
-        assert (tiny_raw / f"{name}.csv").read_text().splitlines()[0] == ",".join(columns)
-
-
-def test_keys_are_unique_and_references_resolve(tiny_raw):
-    customers, products = read(tiny_raw, "customers"), read(tiny_raw, "products")
-    orders, items = read(tiny_raw, "orders"), read(tiny_raw, "order_items")
-    assert customers["customer_id"].is_unique and products["product_id"].is_unique
-    assert orders["order_id"].is_unique
-    assert not items.duplicated(["order_id", "line_no"]).any()
-    assert orders["customer_id"].isin(customers["customer_id"]).all()
-    assert items["product_id"].isin(products["product_id"]).all()
-    assert set(items["order_id"]) == set(orders["order_id"])  # every order has at least one line
-    first_line = items.groupby("order_id")["line_no"].agg(["min", "max", "count"])
-    assert (first_line["min"] == 1).all() and (first_line["max"] == first_line["count"]).all()
-
-
-def test_values_fall_in_their_domains(tiny_raw):
-    spec = GenerateSpec(scale=TINY)
-    customers, products = read(tiny_raw, "customers"), read(tiny_raw, "products")
-    orders, items = read(tiny_raw, "orders"), read(tiny_raw, "order_items")
-
-    assert set(orders["status"]) <= set(STATUSES)
-    assert set(orders["payment_method"]) <= set(PAYMENT_METHODS)
-    assert customers["email"].map(lambda e: bool(re.fullmatch(r"[a-z0-9.]+@[a-z0-9.-]+\.[a-z]+", e))).all()
-    assert customers[["first_name", "last_name", "city", "state", "country", "phone"]].notna().all().all()
-    assert (products["unit_price"] > 0).all() and (products["unit_cost"] > 0).all()
-    assert (products["unit_cost"] < products["unit_price"]).all()
-    assert products["category"].nunique() == 11
-    assert (items["quantity"] >= 1).all()
-    assert ((items["discount"] >= 0) & (items["discount"] <= items["quantity"] * items["unit_price"])).all()
-    list_price = items["product_id"].map(products.set_index("product_id")["unit_price"])
-    assert (items["unit_price"] == list_price).all()
-
-    ts = pd.to_datetime(orders["order_ts"], utc=True)
-    assert ts.min().date() >= spec.first_order_day and ts.max().date() <= spec.as_of
-    signup = pd.to_datetime(orders["customer_id"].map(customers.set_index("customer_id")["signup_date"]))
-    assert (ts.dt.tz_localize(None).dt.normalize() >= signup).all(), "an order predates its customer's signup"
-
-
-def test_the_spec_rejects_nonsense():
-    with pytest.raises(ValueError):
-        GenerateSpec(scale=0)
-    assert GenerateSpec(as_of="2025-01-31").as_of == date(2025, 1, 31)
+def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path, noisy):
+    spec, result = noisy
+    generate.write_dataset(spec, tmp_path, workers=2)
+    for name in [*COLUMNS, "_defects"]:
+        assert filecmp.cmp(result.raw_dir / f"{name}.csv", tmp_path / f"{name}.csv", shallow=False), name
 
 
 def test_files_are_identical_across_processes_with_different_hash_seeds(tmp_path):
@@ -111,3 +86,194 @@ def test_files_are_identical_across_processes_with_different_hash_seeds(tmp_path
                        env={**os.environ, "PYTHONHASHSEED": seed})
     for name in COLUMNS:
         assert filecmp.cmp(tmp_path / "1" / f"{name}.csv", tmp_path / "2" / f"{name}.csv", shallow=False), name
+
+
+def test_files_have_the_documented_header(tiny_raw):
+    for name, columns in COLUMNS.items():
+        assert (tiny_raw / f"{name}.csv").read_text().splitlines()[0] == ",".join(columns)
+
+
+# ---------------------------------------------------------------- clean data: integrity and domains
+
+def test_keys_are_unique_and_references_resolve(clean_raw):
+    customers, products = read(clean_raw, "customers"), read(clean_raw, "products")
+    orders, items = read(clean_raw, "orders"), read(clean_raw, "order_items")
+    assert orders["order_id"].tolist() == list(range(1, len(orders) + 1))
+    assert customers["customer_id"].tolist() == list(range(1, len(customers) + 1))
+    assert products["product_id"].is_unique and not items.duplicated(["order_id", "line_no"]).any()
+    assert orders["customer_id"].isin(customers["customer_id"]).all()
+    assert items["product_id"].isin(products["product_id"]).all()
+    assert set(items["order_id"]) == set(orders["order_id"])  # every order has a line
+    lines = items.groupby("order_id")["line_no"].agg(["min", "max", "count"])
+    assert (lines["min"] == 1).all() and (lines["max"] == lines["count"]).all()
+
+
+def test_values_fall_in_their_domains(clean_raw):
+    spec = GenerateSpec(scale=0.2)
+    customers, products = read(clean_raw, "customers"), read(clean_raw, "products")
+    orders, items = read(clean_raw, "orders"), read(clean_raw, "order_items")
+    assert set(orders["status"]) == set(STATUSES)
+    assert set(orders["payment_method"]) == set(PAYMENT_METHODS)
+    assert customers["email"].map(lambda e: bool(EMAIL.fullmatch(e))).all()
+    assert customers.notna().all().all() and orders.notna().all().all() and items.notna().all().all()
+    assert customers["country"].nunique() == 6 and customers["city"].nunique() > 100
+    assert (products["unit_cost"] > 0).all() and (products["unit_cost"] < products["unit_price"]).all()
+    assert products["category"].nunique() == 11
+    assert items["quantity"].between(1, generate.MAX_QUANTITY).all()
+    assert ((items["discount"] >= 0) & (items["discount"] <= items["quantity"] * items["unit_price"])).all()
+    assert (items["unit_price"] == items["product_id"].map(products.set_index("product_id")["unit_price"])).all()
+    ts = pd.to_datetime(orders["order_ts"], utc=True)
+    assert ts.min().date() >= spec.first_order_day and ts.max().date() <= spec.as_of
+    signup = pd.to_datetime(orders["customer_id"].map(customers.set_index("customer_id")["signup_date"]))
+    assert (ts.dt.tz_localize(None).dt.normalize() >= signup).all(), "an order predates its customer's signup"
+
+
+# ---------------------------------------------------------------- realism (tolerances documented in README)
+
+@pytest.fixture(scope="module")
+def revenue(clean_raw):
+    orders, items = read(clean_raw, "orders"), read(clean_raw, "order_items")
+    items["revenue"] = items["quantity"] * items["unit_price"] - items["discount"]
+    orders = orders.join(items.groupby("order_id")["revenue"].sum(), on="order_id")
+    orders["ts"] = pd.to_datetime(orders["order_ts"], utc=True)
+    return orders
+
+
+def test_the_seasonal_peak_falls_in_november_or_december(revenue):
+    per_day = revenue.groupby(revenue["ts"].dt.date).size()
+    per_day.index = pd.to_datetime(per_day.index)
+    by_month = per_day.groupby(per_day.index.month).mean()
+    assert by_month.idxmax() in (11, 12)
+    assert by_month.max() > 1.5 * by_month.min()
+
+
+def test_volume_grows_about_twenty_percent_a_year(revenue):
+    first_year = revenue["ts"] < revenue["ts"].min() + pd.Timedelta(days=365)
+    growth = (~first_year).sum() / first_year.sum() - 1
+    assert 0.10 <= growth <= 0.30
+
+
+def test_weekends_and_evenings_are_busier(revenue):
+    assert revenue["ts"].dt.day_of_week.value_counts().idxmax() in (4, 5, 6)
+    assert revenue["ts"].dt.hour.value_counts().idxmax() in range(18, 22)
+
+
+def test_the_top_fifth_of_customers_brings_most_revenue(revenue):
+    bearing = revenue[revenue["status"].isin(generate.REVENUE_STATUSES)]
+    spend = bearing.groupby("customer_id")["revenue"].sum().sort_values(ascending=False)
+    top = spend.head(int(len(spend) * 0.2)).sum() / spend.sum()
+    assert top >= 0.5
+    orders_per_customer = revenue.groupby("customer_id").size()
+    assert (orders_per_customer == 1).any() and (orders_per_customer >= 5).any()  # one-time and repeat buyers
+
+
+def test_status_mix_is_plausible_and_recent_orders_are_open(revenue):
+    spec = GenerateSpec(scale=0.2)
+    age = (pd.Timestamp(spec.as_of, tz="UTC") - revenue["ts"].dt.normalize()).dt.days
+    old = revenue.loc[age >= 7, "status"].value_counts(normalize=True)
+    assert 0.85 <= old["delivered"] <= 0.92
+    assert 0.03 <= old["cancelled"] <= 0.08 and 0.04 <= old["returned"] <= 0.08
+    assert old.get("placed", 0) == 0
+    recent = revenue.loc[age <= 1, "status"].value_counts(normalize=True)
+    assert recent.get("placed", 0) + recent.get("shipped", 0) >= 0.8
+
+
+def test_basket_sizes_and_product_popularity(clean_raw):
+    items = read(clean_raw, "order_items")
+    lines = items.groupby("order_id").size()
+    assert lines.max() <= generate.MAX_LINES and 1.8 <= lines.mean() <= 2.2
+    assert 0.45 <= (lines == 1).mean() <= 0.55
+    share = items["product_id"].value_counts(normalize=True)
+    assert share.head(10).sum() > 0.25  # Zipf-like: a few products sell most
+    assert items["discount"].gt(0).mean() > 0.05  # promotions happen
+
+
+# ---------------------------------------------------------------- planted defects against the ledger
+
+def detected(spec: GenerateSpec, raw) -> set[tuple[str, int, str]]:
+    """Every defect found in the files by looking, as (file, line, defect); outliers excepted (see below)."""
+    found = set()
+    frames = {name: read(raw, name) for name in COLUMNS}
+    for name, frame in frames.items():
+        frame["line"] = frame.index + 2
+    customers, orders, items = frames["customers"], frames["orders"], frames["order_items"]
+
+    for name, columns in generate.NULLABLE_REQUIRED.items():
+        for line in frames[name].loc[frames[name][list(columns)].isna().any(axis=1), "line"]:
+            found.add((f"{name}.csv", line, "null_required"))
+    bad_email = customers["email"].notna() & ~customers["email"].fillna("").map(lambda e: bool(EMAIL.fullmatch(e)))
+    found |= {("customers.csv", line, "malformed_email") for line in customers.loc[bad_email, "line"]}
+    for name, key in KEYS.items():
+        dup = frames[name].duplicated(list(key), keep="first")
+        found |= {(f"{name}.csv", line, "duplicate_key") for line in frames[name].loc[dup, "line"]}
+    orphan = ~orders["customer_id"].isin(customers["customer_id"])
+    found |= {("orders.csv", line, "orphan_reference") for line in orders.loc[orphan, "line"]}
+    orphan = ~items["product_id"].isin(frames["products"]["product_id"])
+    found |= {("order_items.csv", line, "orphan_reference") for line in items.loc[orphan, "line"]}
+    bad = (items["quantity"] <= 0) | (items["unit_price"] <= 0)
+    found |= {("order_items.csv", line, "nonpositive_value") for line in items.loc[bad, "line"]}
+
+    first = orders.drop_duplicates("order_id")
+    first = first[~first["order_id"].duplicated() & first["customer_id"].isin(customers["customer_id"])]
+    ts = pd.to_datetime(first["order_ts"], utc=True).dt.tz_localize(None)
+    signup = pd.to_datetime(first["customer_id"].map(customers.drop_duplicates("customer_id").set_index("customer_id")["signup_date"]))
+    late = ts >= pd.Timestamp(spec.as_of) + pd.Timedelta(days=1)
+    found |= {("orders.csv", line, "bad_timestamp") for line in first.loc[late | (ts.dt.normalize() < signup), "line"]}
+    return found
+
+
+def test_every_planted_defect_is_in_the_ledger_and_nothing_else(noisy):
+    spec, result = noisy
+    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    planted = {(r.file, r.line, r.defect) for r in ledger.itertuples() if r.defect != "outlier_amount"}
+    assert detected(spec, result.raw_dir) == planted
+    assert set(ledger["defect"]) == set(DefectRates.model_fields)  # every type planted at these rates
+
+
+def test_ledger_rows_name_the_right_key_and_column(noisy):
+    _, result = noisy
+    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE, dtype={"key": str})
+    for file, rows in ledger.groupby("file"):
+        frame = pd.read_csv(result.raw_dir / file, dtype=str, keep_default_na=False)
+        name = file.removesuffix(".csv")
+        at = frame.iloc[rows["line"] - 2]
+        keys = at[list(KEYS[name])].agg("|".join, axis=1).tolist()
+        assert keys == rows["key"].tolist(), file
+        assert set(rows["column"]) <= set(COLUMNS[name]) | {"amount"}
+
+
+def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):
+    _, result = noisy
+    orders, items = read(result.raw_dir, "orders"), read(result.raw_dir, "order_items")
+    items["amount"] = items["quantity"] * items["unit_price"]
+    amount = items.drop_duplicates(["order_id", "line_no"]).groupby("order_id")["amount"].sum()
+    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    outliers = amount[ledger.loc[ledger["defect"] == "outlier_amount", "key"].astype(int)]
+    assert len(outliers) > 5
+    assert (outliers / amount.median()).between(7, 60).all()  # medians differ a little between chunks and the whole
+
+
+def test_defect_counts_follow_their_rates(noisy):
+    spec, result = noisy
+    assert 0.5 * 0.01 * spec.n_customers <= result.defects["malformed_email"] <= 1.5 * 0.01 * spec.n_customers
+    assert result.defects == pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)["defect"].value_counts().to_dict()
+
+
+def test_clean_data_has_no_defect_of_any_type(clean_raw):
+    assert pd.read_csv(clean_raw / generate.DEFECTS_FILE).empty
+    assert detected(GenerateSpec(scale=0.2), clean_raw) == set()
+
+
+def test_the_same_seed_plants_the_same_defects(tmp_path, noisy):
+    spec, result = noisy
+    generate.write_dataset(spec, tmp_path, workers=1)
+    assert filecmp.cmp(result.raw_dir / generate.DEFECTS_FILE, tmp_path / generate.DEFECTS_FILE, shallow=False)
+
+
+def test_the_spec_rejects_nonsense():
+    with pytest.raises(ValueError):
+        GenerateSpec(scale=0)
+    with pytest.raises(ValueError):
+        DefectRates(duplicate_key=0.9)
+    with pytest.raises(ValueError):
+        DefectRates(typo=0.1)

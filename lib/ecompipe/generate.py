@@ -428,7 +428,6 @@ def _orders(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.nd
     in_sales = (day_of_year >= SALES_WEEKS[0]) & (day_of_year <= SALES_WEEKS[1])
     promo = rng.random(n) < np.where(in_sales, spec.promo_share_sales_weeks, spec.promo_share)
     promo_pct = np.where(promo, rng.choice(PROMO_DISCOUNTS, n), 0.0)
-    discount = np.round(quantity * price * promo_pct[line_order], 2)
 
     # Soft defects on orders: one per row at most, from disjoint slices of one draw.
     u = rng.random(n)
@@ -447,12 +446,18 @@ def _orders(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.nd
                              signup_epoch - rng.integers(86_400, 90 * 86_400, bad_ts.size))
     defects.add("orders", bad_ts, order_ids[bad_ts], "order_ts", "bad_timestamp",
                 np.where(future, "in the future", "before the signup").astype(object))
+    # Outliers: an ordinary order's quantities scaled so its amount is 10-50x the chunk's median order.
+    amount = np.bincount(line_order, weights=quantity * price, minlength=n)
+    typical = np.median(amount)
     outliers = _pick(u, rates.null_required + rates.bad_timestamp, rates.outlier_amount)
+    outliers = outliers[amount[outliers] <= 2 * typical]
+    multiple = rng.uniform(10, 50, outliers.size)
     factor = np.ones(n, dtype=np.int64)
-    factor[outliers] = rng.integers(10, 51, outliers.size)
+    factor[outliers] = np.maximum(2, np.ceil(multiple * typical / amount[outliers])).astype(np.int64)
     quantity = quantity * factor[line_order]
+    discount = np.round(quantity * price * promo_pct[line_order], 2)
     defects.add("orders", outliers, order_ids[outliers], "amount", "outlier_amount",
-                np.char.add("x", factor[outliers].astype(str)).astype(object))
+                np.char.add(np.round(factor[outliers] * amount[outliers] / typical, 1).astype(str), "x typical").astype(object))
 
     # Soft defects on lines: zero or negative quantity or price, never on an outlier order.
     v = rng.random(line_order.size)
