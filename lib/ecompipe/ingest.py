@@ -1,35 +1,72 @@
-"""Load raw CSV files into the core tables of the warehouse.
+"""Load raw CSV files into the warehouse without losing a row: staging, core, quarantine.
 
-A load is one transaction: the four tables are emptied and refilled with COPY, so a failure anywhere
-leaves the previous contents intact and loading the same files twice gives the same tables.
+Every row lands in ``staging.<table>`` exactly as it arrived (all text, with its file and line), then is
+promoted to the typed core table, or to ``quarantine`` with every hard rule it broke:
 
-Keys stay enforced, but not row by row: checking each row's foreign keys as it arrives made the load
-15x slower than a bare COPY. Within the transaction the keys are dropped, the rows copied, and the
-same keys added back, which checks every row at once with one index build and one join per key.
+- a value that does not parse as its column's type (number, date, ISO 8601 timestamp);
+- a value outside what the column can hold (an integer or a decimal out of range);
+- a null key, a duplicate key (the first row with a key wins), an orphan reference.
+
+Everything else (a missing phone, an outlier amount, a negative quantity) loads, for the validation and
+anomaly stages to flag. For each file, rows read = rows loaded into core + rows quarantined, or the load
+fails.
+
+A load is one transaction, so a failure or a killed process leaves the warehouse exactly as it was. In
+``replace`` mode (a full load) it replaces the core tables; in ``upsert`` mode (a daily increment) it
+inserts or updates rows by primary key and touches nothing else, so reloading changes nothing. Loads
+never interleave (an advisory lock), and a dropped connection is retried with backoff.
+
+Keys stay enforced, but in a full load not row by row: checking every row's foreign keys as it arrived
+made the load 15x slower. The keys are dropped inside the transaction and added back at the end, which
+checks all rows at once; promotion has already sent any row that would break them to quarantine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ecompipe.generate import COLUMNS
 
 log = logging.getLogger(__name__)
 
+MODES = ("replace", "upsert")
 COPY_BUFFER = 1 << 20  # psycopg2 sends 8 KB per round trip by default
+ATTEMPTS = 5
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
+"""A dropped connection, a server restarting: worth retrying the whole load."""
 
 
 class IngestError(RuntimeError):
-    """A raw file cannot be loaded; the message names the file and, where known, the line and column."""
+    """A file cannot be loaded; the message names the file and, where known, the line and column."""
+
+
+@dataclass
+class FileReport:
+    file: str
+    table: str
+    read: int
+    loaded: int
+    quarantined: int
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.loaded + self.quarantined
 
 
 def raw_files(raw_dir: Path) -> dict[str, Path]:
+    if not raw_dir.is_dir():
+        raise IngestError(f"{raw_dir}: no such folder of raw files")
     files = {name: raw_dir / f"{name}.csv" for name in COLUMNS}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
@@ -37,37 +74,305 @@ def raw_files(raw_dir: Path) -> dict[str, Path]:
     return files
 
 
-def copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL("copy {} ({}) from stdin with (format csv, header match)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+def read_header(path: Path, table: str) -> list[str]:
+    """The file's column names in file order, checked against the raw format; any order is fine."""
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    expected = COLUMNS[table]
+    if not first.strip():
+        raise IngestError(f"{path}: the file is empty; the first line must be the header {','.join(expected)}")
+    try:
+        text = first.decode("utf-8-sig")  # a byte-order mark is harmless
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}, line 1: not UTF-8 ({exc.reason} at byte {exc.start}); "
+                          "save the file as UTF-8") from None
+    names = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")]))]
+    if len(names) == 1 and (sep := next((d for d in ";\t|" if d in names[0]), None)):
+        raise IngestError(f"{path}, line 1: the columns are separated by {sep!r}; raw files must be comma-separated")
+    missing = [c for c in expected if c not in names]
+    unexpected = [c for c in names if c not in expected]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if missing or unexpected or repeated:
+        problems = [f"{label}: {', '.join(cols)}" for label, cols in
+                    (("missing", missing), ("unexpected", unexpected), ("repeated", repeated)) if cols]
+        raise IngestError(f"{path}, line 1: header does not match the raw format ({'; '.join(problems)}); "
+                          f"expected the columns {','.join(expected)}")
+    return names
 
 
-def load(raw_dir: Path, engine: Engine) -> dict[str, int]:
-    """Replace the core tables with the files in ``raw_dir``; return rows loaded per table."""
+def load(raw_dir: Path, engine: Engine, mode: str = "replace") -> list[FileReport]:
+    """Load the four raw files of ``raw_dir``; return each file's reconciliation.
+
+    Raises :class:`IngestError` naming the file (and line and column, where known), with nothing committed.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     files = raw_files(raw_dir)
-    rows = {}
+    headers = {table: read_header(path, table) for table, path in files.items()}
+    retrying = Retrying(retry=retry_if_exception_type(TRANSIENT), stop=stop_after_attempt(ATTEMPTS),
+                        wait=wait_exponential(multiplier=0.5, max=8), reraise=True,
+                        before_sleep=lambda state: log.warning("Warehouse connection failed (%s); retrying",
+                                                               state.outcome.exception()))
+    try:
+        for attempt in retrying:
+            with attempt:
+                return _load_once(raw_dir, files, headers, engine, mode)
+    except TRANSIENT as exc:
+        raise IngestError(f"{raw_dir}: the warehouse could not be reached after {ATTEMPTS} attempts: "
+                          f"{str(exc).strip()}") from exc
+
+
+def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
+    started = datetime.now(timezone.utc)
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(map(sql.Identifier, reversed(COLUMNS)))))
-            keys = _drop_keys(cur, list(COLUMNS))
-            for table, path in files.items():
-                with open(path, "rb") as f, _blaming(path):
-                    cur.copy_expert(copy_statement(table, COLUMNS[table]), f, size=COPY_BUFFER)
-                rows[table] = cur.rowcount
-                log.info("Loaded %s rows into %s from %s", rows[table], table, path)
-            for table, name, definition in reversed(keys):
-                with _blaming(files.get(table, table)):
+            cur.execute("select pg_advisory_xact_lock(hashtext('ecompipe.ingest'))")
+            cur.execute("set local work_mem = '256MB'; set local maintenance_work_mem = '512MB'")
+            cur.execute(sql.SQL("truncate {} restart identity").format(
+                sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
+            read = {table: _stage(cur, table, path, headers[table]) for table, path in files.items()}
+            schema = _Schema.read(cur, list(COLUMNS))
+            if mode == "replace":
+                cur.execute(sql.SQL("truncate quarantine, {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, reversed(COLUMNS)))))
+                keys = _drop_keys(cur, list(COLUMNS))
+            else:
+                cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
+            reports = []
+            for table, path in files.items():  # parents first, so children's references can be checked
+                loaded, quarantined = _promote(cur, table, schema, mode)
+                reports.append(FileReport(str(path), table, read[table], loaded, quarantined))
+                log.info("%s: %s rows read, %s loaded, %s quarantined", path, read[table], loaded, quarantined)
+            if mode == "replace":
+                for table, name, definition in reversed(keys):
                     _add_key(cur, table, name, definition)
+            unbalanced = [r for r in reports if not r.reconciles]
+            if unbalanced:
+                raise IngestError("Counts do not reconcile: " + "; ".join(
+                    f"{r.file}: {r.read} read != {r.loaded} loaded + {r.quarantined} quarantined" for r in unbalanced))
+            cur.execute("insert into ingest_loads (source_dir, mode, started_at, files) values (%s, %s, %s, %s)",
+                        (str(raw_dir), mode, started, json.dumps([asdict(r) for r in reports])))
         conn.commit()
+        return reports
     except BaseException:
-        conn.rollback()
+        with contextlib.suppress(*TRANSIENT):
+            conn.rollback()
         raise
     finally:
-        conn.close()
-    return rows
+        with contextlib.suppress(*TRANSIENT):
+            conn.close()
 
+
+def _stage(cur, table: str, path: Path, header: list[str]) -> int:
+    """COPY the file, as text, into ``staging.<table>``; return the rows read."""
+    cur.execute("select set_config('ecompipe.source_file', %s, true)", (str(path),))
+    statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
+        sql.Identifier("staging", table), sql.SQL(", ").join(map(sql.Identifier, header)))
+    with open(path, "rb") as f, _blaming(path):
+        cur.copy_expert(statement, f, size=COPY_BUFFER)
+    return cur.rowcount
+
+
+# ---------------------------------------------------------------- promotion
+
+@dataclass
+class _Schema:
+    """Types, primary keys and foreign keys of the core tables, as the database has them."""
+
+    types: dict[str, dict[str, tuple[str, str, int | None, int | None]]]  # (data type, full type, precision, scale)
+    keys: dict[str, list[str]]
+    references: dict[str, dict[str, tuple[str, str]]]  # table -> column -> (parent table, parent column)
+    soft_input_check: bool  # pg_input_is_valid exists (PostgreSQL 16+)
+
+    @classmethod
+    def read(cls, cur, tables: list[str]) -> _Schema:
+        cur.execute("""
+            select c.table_name, c.column_name, c.data_type,
+                   format_type(a.atttypid, a.atttypmod), c.numeric_precision, c.numeric_scale
+            from information_schema.columns c
+            join pg_attribute a on a.attrelid = (quote_ident(c.table_name))::regclass and a.attname = c.column_name
+            where c.table_schema = current_schema() and c.table_name = any(%s)
+            order by c.ordinal_position""", (tables,))
+        types: dict = {t: {} for t in tables}
+        for table, column, data_type, full_type, precision, scale in cur.fetchall():
+            types[table][column] = (data_type, full_type, precision, scale)
+        cur.execute("""
+            select c.conrelid::regclass::text, c.contype, a.attname, c.confrelid::regclass::text, pa.attname
+            from pg_constraint c
+            cross join lateral unnest(c.conkey, coalesce(c.confkey, c.conkey)) with ordinality as k(attnum, pattnum, n)
+            join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum
+            left join pg_attribute pa on pa.attrelid = c.confrelid and pa.attnum = k.pattnum
+            where c.contype in ('p', 'f') and c.conrelid = any(%s::regclass[])
+            order by c.conname, k.n""", (tables,))
+        keys: dict = {t: [] for t in tables}
+        references: dict = {t: {} for t in tables}
+        for table, kind, column, parent, parent_column in cur.fetchall():
+            if kind == "p":
+                keys[table].append(column)
+            else:
+                references[table][column] = (parent, parent_column)
+        cur.execute("select current_setting('server_version_num')::int >= 160000")
+        return cls(types, keys, references, cur.fetchone()[0])
+
+
+_INTEGER_RANGES = {"bigint": (19, -(2**63), 2**63 - 1), "integer": (10, -(2**31), 2**31 - 1),
+                   "smallint": (5, -(2**15), 2**15 - 1)}
+_TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+              r" ?(Z|z|UTC|[+-][0-9]{2}(:?[0-9]{2})?)?$")
+
+
+_SPECIAL_WORDS = ("now", "today", "tomorrow", "yesterday", "epoch", "infinity", "-infinity", "allballs")
+
+
+def _valid(value: sql.Composable, data_type: str, full_type: str, precision, scale, soft_input_check: bool
+           ) -> tuple[sql.Composable, str] | None:
+    """A boolean SQL expression saying whether a trimmed, non-empty text value fits the column, and what
+    the column expects; None for text, which takes anything.
+
+    PostgreSQL 16+ checks with the type's own input function (``pg_input_is_valid``), which is fast and
+    exact. PostgreSQL 15 has no such function, so patterns and range checks stand in; only CASE fixes
+    evaluation order in SQL, so every cast there is guarded by a CASE that has checked the text first.
+    Words such as 'now' or 'epoch', which dates and timestamps accept, are refused: they are not data.
+    """
+    v = value
+    if data_type == "text":
+        return None
+    expected = {"date": "a date like 2025-03-02", "numeric": "a decimal number that fits " + full_type,
+                }.get(data_type, "an ISO 8601 timestamp like 2025-03-02 14:23:11Z" if data_type.startswith("timestamp")
+                      else f"a whole number that fits {data_type}")
+    if soft_input_check:
+        check = sql.SQL("pg_input_is_valid({v}, {t})").format(v=v, t=sql.Literal(full_type))
+        if data_type == "date" or data_type.startswith("timestamp"):
+            check = sql.SQL("(lower({v}) not in ({words}) and {check})").format(
+                v=v, words=sql.SQL(", ").join(map(sql.Literal, _SPECIAL_WORDS)), check=check)
+        return check, expected
+    if data_type in _INTEGER_RANGES:
+        digits, low, high = _INTEGER_RANGES[data_type]
+        return sql.SQL("case when {v} ~ {re} then {v}::numeric between {lo} and {hi} else false end").format(
+            v=v, re=sql.Literal(f"^[+-]?[0-9]{{1,{digits}}}$"), lo=sql.Literal(low), hi=sql.Literal(high)
+        ), expected
+    if data_type == "numeric":
+        limit = 10 ** ((precision or 30) - (scale or 0))
+        return sql.SQL("case when {v} ~ {re} then abs(round({v}::numeric, {s})) < {limit} else false end").format(
+            v=v, re=sql.Literal(r"^[+-]?([0-9]{1,30}(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"),
+            s=sql.Literal(scale or 0), limit=sql.Literal(limit),
+        ), expected
+    if data_type == "date":
+        return sql.SQL("case when {v} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' then {ok} else false end").format(
+            v=v, ok=_date_ok(v)), expected
+    if data_type.startswith("timestamp"):
+        time_ok = sql.SQL("""case when substr({v}, 11, 1) in (' ', 'T')
+                 then substr({v}, 12, 2)::int <= 23 and substr({v}, 15, 2)::int <= 59
+                      and (substr({v}, 17, 1) <> ':' or substr({v}, 18, 2)::int <= 59) else true end
+             and coalesce((regexp_match({v}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}}(\\.[0-9]+)?)? ?[+-]([0-9]{{2}})'))[3]::int, 0) <= 15""").format(v=v)
+        return sql.SQL("case when {v} ~ {re} then {date_ok} and ({time_ok}) else false end").format(
+            v=v, re=sql.Literal(_TIMESTAMP), date_ok=_date_ok(v), time_ok=time_ok
+        ), expected
+    raise IngestError(f"ecompipe cannot check values of type {full_type} on PostgreSQL 15")
+
+
+def _date_ok(v: sql.Composable) -> sql.Composable:
+    y, m, d = (sql.SQL("substr({v}, {a}, {n})::int").format(v=v, a=sql.Literal(a), n=sql.Literal(n))
+               for a, n in ((1, 4), (6, 2), (9, 2)))
+    return sql.SQL("""case when {m} between 1 and 12 and {y} >= 1
+        then {d} between 1 and extract(day from make_date({y}, {m}, 1) + interval '1 month - 1 day')::int
+        else false end""").format(y=y, m=m, d=d)
+
+
+def _promote(cur, table: str, schema: _Schema, mode: str) -> tuple[int, int]:
+    """Move ``staging.<table>`` into core or quarantine in one statement; return (loaded, quarantined)."""
+    columns, keys, refs = COLUMNS[table], schema.keys[table], schema.references[table]
+    ident = sql.Identifier
+    checks, typed, reasons = [], [], []
+    for column in columns:
+        raw = sql.SQL("c.{}").format(ident(column))
+        trimmed = sql.SQL("nullif(btrim({}), '')").format(raw)
+        data_type, full_type = schema.types[table][column][:2]
+        check = _valid(sql.SQL("nullif(btrim(s.{}), '')").format(ident(column)), *schema.types[table][column],
+                       schema.soft_input_check)
+        if check is None:
+            typed.append(sql.SQL("{} as {}").format(raw, ident(f"t_{column}")))
+        else:
+            expression, expected = check
+            ok = ident(f"ok_{column}")
+            checks.append(sql.SQL("{} as {}").format(expression, ok))
+            typed.append(sql.SQL("case when {ok} then {t}::{type} end as {name}").format(
+                ok=ok, t=trimmed, type=sql.SQL(full_type), name=ident(f"t_{column}")))
+            reasons.append(sql.SQL("case when {t} is not null and not {ok} then format({msg}, left({raw}, 60)) end").format(
+                t=trimmed, ok=ok, raw=raw, msg=sql.Literal(f"{column}: %L is not {expected}")))
+        if column in keys:
+            reasons.append(sql.SQL("case when {t} is null then {msg} end").format(
+                t=trimmed, msg=sql.Literal(f"null key: {column} is empty")))
+
+    key_cols = sql.SQL(", ").join(ident(f"t_{k}") for k in keys)
+    key_text = sql.SQL(" || ', ' || ").join(sql.SQL("{} || '=' || {}").format(sql.Literal(k), ident(f"t_{k}")) for k in keys)
+    later = [sql.SQL("case when dup_rank > 1 then format('duplicate key: %s, first at line %s', {key}, first_line + 1) end"
+                     ).format(key=key_text)]
+    joins = []
+    for n, (column, (parent, parent_column)) in enumerate(refs.items()):
+        alias = ident(f"p{n}")
+        joins.append(sql.SQL("left join {p} {a} on {a}.{pc} = k.{c}").format(
+            p=ident(parent), a=alias, pc=ident(parent_column), c=ident(f"t_{column}")))
+        later.append(sql.SQL(
+            "case when k.{c} is not null and {a}.{pc} is null then format({msg}, k.{c}) end").format(
+            c=ident(f"t_{column}"), a=alias, pc=ident(parent_column),
+            msg=sql.Literal(f"orphan: {column}=%s is not in {parent}")))
+
+    target = sql.SQL(", ").join(map(ident, columns))
+    values = sql.SQL(", ").join(ident(f"t_{c}") for c in columns)
+    conflict = sql.SQL("")
+    if mode == "upsert":
+        non_keys = [c for c in columns if c not in keys]
+        conflict = sql.SQL(" on conflict ({keys}) do update set {sets} where ({old}) is distinct from ({new})").format(
+            keys=sql.SQL(", ").join(map(ident, keys)),
+            sets=sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in non_keys),
+            old=sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=ident(table), c=ident(c)) for c in non_keys),
+            new=sql.SQL(", ").join(sql.SQL("excluded.{c}").format(c=ident(c)) for c in non_keys))
+    statement = sql.SQL("""
+        with checked as (
+            select c.*, {typed}, array_remove(array[{reasons}]::text[], null) as reasons
+            from (
+                -- each value checked once: OFFSET 0 keeps the planner from inlining (and repeating) the checks
+                select s.*, {checks} from {staging} s offset 0
+            ) c
+        ),
+        keyed as (
+            select c.*,
+                   case when num_nonnulls({key_cols}) = {n_keys}
+                        then row_number() over (partition by {key_cols} order by _line) end as dup_rank,
+                   first_value(_line) over (partition by {key_cols} order by _line) as first_line
+            from checked c
+        ),
+        judged as (
+            select k.*, k.reasons || array_remove(array[{later}]::text[], null) as all_reasons
+            from keyed k {joins}
+        ),
+        quarantined as (
+            insert into quarantine (source_file, line, table_name, raw, reasons)
+            select _file, _line + 1, {table}, jsonb_build_object({raw}), all_reasons
+            from judged where cardinality(all_reasons) > 0
+            returning 1
+        ),
+        loaded as (
+            insert into {core} ({target})
+            select {values} from judged where cardinality(all_reasons) = 0{conflict}
+        )
+        select (select count(*) from judged where cardinality(all_reasons) = 0),
+               (select count(*) from quarantined)
+    """).format(
+        typed=sql.SQL(", ").join(typed), checks=sql.SQL(", ").join(checks), reasons=sql.SQL(", ").join(reasons) if reasons else sql.SQL(""),
+        staging=sql.Identifier("staging", table), key_cols=key_cols, n_keys=sql.Literal(len(keys)),
+        later=sql.SQL(", ").join(later), joins=sql.SQL(" ").join(joins), table=sql.Literal(table),
+        raw=sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), ident(c)) for c in columns),
+        core=ident(table), target=target, values=values, conflict=conflict,
+    )
+    cur.execute(statement)
+    loaded, quarantined = cur.fetchone()
+    return loaded, quarantined
+
+
+# ---------------------------------------------------------------- keys
 
 def _drop_keys(cur, tables: list[str]) -> list[tuple[str, str, str]]:
     """Drop the primary and foreign keys on or into ``tables``; return them for :func:`_add_key`."""
@@ -99,7 +404,41 @@ def _blaming(source):
     """Turn a database error into an IngestError that names the file, and the line and column if known."""
     try:
         yield
+    except TRANSIENT:
+        raise
     except psycopg2.Error as exc:
         diag = exc.diag
         parts = [diag.message_primary or str(exc).strip(), diag.message_detail, diag.context]
         raise IngestError(f"{source}: " + "; ".join(p.strip() for p in parts if p)) from None
+
+
+def quarantine_reasons(engine: Engine, examples: int = 2) -> "pd.DataFrame":
+    """Quarantined rows by reason (the part before the colon), most frequent first, with examples."""
+    import pandas as pd
+
+    return pd.read_sql(
+        """
+        with reasons as (
+            select table_name, split_part(reason, ':', 1) as reason, reason as detail, source_file, line,
+                   row_number() over (partition by table_name, split_part(reason, ':', 1) order by source_file, line) as n
+            from quarantine, unnest(reasons) as reason
+        )
+        select table_name, reason, count(*) as rows,
+               string_agg(format('%%s line %%s: %%s', regexp_replace(source_file, '^.*/', ''), line, detail), E'\n')
+                   filter (where n <= %(examples)s) as examples
+        from reasons group by table_name, reason order by rows desc, table_name, reason
+        """,
+        engine, params={"examples": examples},
+    )
+
+
+def latest_load(engine: Engine) -> dict | None:
+    """The newest row of ``ingest_loads``: when, what, and each file's reconciliation."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "select load_id, source_dir, mode, started_at, finished_at, files from ingest_loads "
+            "order by load_id desc limit 1")).mappings().one_or_none()
+    return None if row is None else {**row, "started_at": row["started_at"].isoformat(),
+                                     "finished_at": row["finished_at"].isoformat()}

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import warehouse
+from ecompipe import ingest, warehouse
 from ecompipe.generate import COLUMNS, DEFAULT_AS_OF, DEFECTS_FILE
 from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
 
@@ -70,8 +70,6 @@ def ensure_kernel() -> None:
 
 def run(stages: list[str], params: RunParameters, settings: Settings | None = None) -> dict:
     """Execute ``stages`` in pipeline order; return the manifest. Raises :class:`StageFailed`."""
-    import papermill as pm  # 4 s to import: only when a run actually starts
-
     settings = settings or Settings()
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
@@ -89,36 +87,15 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         "row_counts": {},
         "files": {},
         "defects": {},
+        "ingest": None,
         "packages": _package_versions(),
         "git_commit": _git_commit(),
     }
     _write(run_dir, manifest)
     ordered = [s for s in STAGES if s in stages]
     try:
-        for number, stage in enumerate(ordered, start=1):
-            notebook = settings.notebook(stage)
-            output = run_dir / notebook.name
-            entry = {"name": stage, "notebook": str(output.relative_to(settings.outputs_dir.parent)),
-                     "status": "running", "seconds": None}
-            manifest["stages"].append(entry)
-            _write(run_dir, manifest)
-            log.info("[%d/%d] %s", number, len(ordered), stage)
-            declared = pm.inspect_notebook(str(notebook))
-            started = time.perf_counter()
-            try:
-                pm.execute_notebook(
-                    str(notebook), str(output),
-                    parameters={k: v for k, v in params.model_dump().items() if k in declared},
-                    kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
-                    progress_bar=sys.stderr.isatty(), log_output=False,
-                    # Unix sockets rather than unencrypted TCP between papermill and the kernel.
-                    config=Config({"KernelManager": {"transport": "ipc"}}),
-                )
-            except pm.PapermillExecutionError as exc:
-                entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
-                raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
-            entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
-            log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
+        with warehouse.run_lock(warehouse.get_engine(settings), f"ecompipe run {params.run_id}"):
+            _run_stages(ordered, params, settings, run_dir, manifest)
         manifest["status"] = "succeeded"
     except BaseException:
         manifest["status"] = "failed"
@@ -131,6 +108,37 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         manifest["row_counts"] = _row_counts(settings)
         _write(run_dir, manifest)
     return manifest
+
+
+def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, run_dir: Path, manifest: dict) -> None:
+    import papermill as pm  # 4 s to import: only when a run actually starts
+
+    for number, stage in enumerate(ordered, start=1):
+        notebook = settings.notebook(stage)
+        output = run_dir / notebook.name
+        entry = {"name": stage, "notebook": str(output.relative_to(settings.outputs_dir.parent)),
+                 "status": "running", "seconds": None}
+        manifest["stages"].append(entry)
+        _write(run_dir, manifest)
+        log.info("[%d/%d] %s", number, len(ordered), stage)
+        declared = pm.inspect_notebook(str(notebook))
+        started = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(notebook), str(output),
+                parameters={k: v for k, v in params.model_dump().items() if k in declared},
+                kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
+                progress_bar=sys.stderr.isatty(), log_output=False,
+                # Unix sockets rather than unencrypted TCP between papermill and the kernel.
+                config=Config({"KernelManager": {"transport": "ipc"}}),
+            )
+        except pm.PapermillExecutionError as exc:
+            entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
+            raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
+        entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
+        if stage == "ingest":
+            manifest["ingest"] = ingest.latest_load(warehouse.get_engine(settings))
+        log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
 
 
 def list_runs(settings: Settings | None = None) -> list[dict]:

@@ -14,6 +14,7 @@ Python launcher would do.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -249,3 +250,25 @@ def table_counts(engine: Engine, tables: list[str]) -> dict[str, int]:
             if sa.inspect(conn).has_table(table):
                 counts[table] = conn.scalar(sa.select(sa.func.count()).select_from(sa.table(table)))
     return counts
+
+
+RUN_LOCK = "ecompipe.run"
+
+
+@contextlib.contextmanager
+def run_lock(engine: Engine, holder: str):
+    """Hold the warehouse for one run: a session advisory lock, released when the run ends or dies."""
+    conn = engine.connect()
+    try:
+        conn.execute(sa.text("select set_config('application_name', :name, false)"), {"name": holder[:63]})
+        if not conn.scalar(sa.text("select pg_try_advisory_lock(hashtext(:key))"), {"key": RUN_LOCK}):
+            others = conn.scalars(sa.text(
+                "select application_name from pg_stat_activity a join pg_locks l on l.pid = a.pid "
+                "where l.locktype = 'advisory' and l.granted and a.pid <> pg_backend_pid()")).all()
+            raise WarehouseError(
+                f"another run holds the warehouse ({', '.join(sorted(set(others))) or 'unknown'}); "
+                "two runs never interleave: wait for it to finish and try again")
+        conn.commit()
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock
