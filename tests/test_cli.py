@@ -57,3 +57,32 @@ def test_a_failing_stage_exits_nonzero_with_one_line_and_keeps_the_notebook(isol
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed"
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("ingest", "failed")]
+
+
+def test_a_second_run_on_the_same_warehouse_refuses_clearly(isolated_settings, engine):
+    import subprocess
+    import sys
+    import time
+
+    import sqlalchemy as sa
+
+    from ecompipe.settings import PROJECT_ROOT
+
+    first = subprocess.Popen([sys.executable, "-m", "ecompipe.cli", "run", "--scale", "0.01", "--run-id", "holder"],
+                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        holding = sa.text("select count(*) from pg_stat_activity where application_name = 'ecompipe run holder'")
+        while True:
+            with engine.connect() as conn:  # a new transaction each time: activity is snapshotted per transaction
+                if conn.scalar(holding):
+                    break
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never took the warehouse"
+            time.sleep(0.1)
+        second = ecompipe("run", "--scale", "0.01", "--run-id", "intruder")
+        assert second.returncode == 1
+        assert "another run holds the warehouse (ecompipe run holder)" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err

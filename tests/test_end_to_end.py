@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -47,18 +48,32 @@ def test_manifest_records_the_run(two_runs):
     spec = generate.GenerateSpec(scale=TINY)
     assert manifest["run_id"] == "e2e-1" and manifest["status"] == "succeeded"
     assert manifest["finished_at"] >= manifest["started_at"]
-    assert manifest["parameters"] == {"run_id": "e2e-1", "scale": TINY, "seed": 42, "as_of": "2026-11-24", "raw_dir": ""}
+    assert manifest["parameters"] == {"run_id": "e2e-1", "scale": TINY, "seed": 42, "as_of": "2026-11-24",
+                                      "increment": False, "clean": False, "defect_rates": {}, "raw_dir": ""}
     assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
         ("generate", "succeeded", "outputs/runs/e2e-1/01_generate.ipynb"),
         ("ingest", "succeeded", "outputs/runs/e2e-1/02_ingest.ipynb"),
     ]
     assert all(s["seconds"] > 0 for s in manifest["stages"])
-    assert set(manifest["files"]) == {f"{t}.csv" for t in COLUMNS}
+    assert set(manifest["files"]) == {f"{t}.csv" for t in COLUMNS} | {"_defects.csv"}
     assert all(h.startswith("sha256:") and len(h) == 71 for h in manifest["files"].values())
     assert manifest["row_counts"]["customers"] == spec.n_customers
     assert manifest["row_counts"]["products"] == 495
     assert manifest["row_counts"]["orders"] == spec.n_orders
     assert {"python", "pandas", "papermill", "ecompipe"} <= set(manifest["packages"])
+
+
+def test_manifest_counts_planted_defects_and_reconciles_ingest(two_runs, isolated_settings):
+    _, (manifest, _) = two_runs
+    ledger = pd.read_csv(isolated_settings.run_dir("e2e-1") / "raw" / generate.DEFECTS_FILE)
+    assert manifest["defects"] == ledger["defect"].value_counts().sort_index().to_dict()
+    assert sum(manifest["defects"].values()) > 0
+    files = {f["table"]: f for f in manifest["ingest"]["files"]}
+    assert set(files) == set(COLUMNS)
+    assert all(f["read"] == f["loaded"] + f["quarantined"] for f in files.values())
+    hard = ledger[ledger["defect"].isin(generate.HARD_DEFECTS)]
+    assert sum(f["quarantined"] for f in files.values()) == len(hard)
+    assert files["orders"]["loaded"] == manifest["row_counts"]["orders"]
 
 
 def test_the_same_seed_records_identical_file_hashes(two_runs):

@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ecompipe import generate, warehouse
 from ecompipe.generate import COLUMNS, GenerateSpec
+from ecompipe.settings import Settings
 
 from conftest import ecompipe
+from test_ingest import check_hard_rules
 
 SCALE = 0.01
 
@@ -81,3 +84,10 @@ def test_the_pipeline_runs_against_an_external_postgres(external_url, isolated_s
     for path in run_dir.rglob("*"):
         if path.is_file() and path.suffix in {".ipynb", ".json"}:
             assert password not in path.read_text(), f"the database password leaked into {path}"
+
+
+def test_hard_rules_hold_on_postgres_15_without_pg_input_is_valid(external_url, tmp_path):
+    url, _ = external_url
+    generate.write_dataset(GenerateSpec(scale=0.02, clean=True), tmp_path)
+    engine = warehouse.get_engine(Settings(database_url=url))
+    check_hard_rules(engine, tmp_path)
