@@ -134,7 +134,7 @@ def check_hard_rules(engine, raw) -> None:
         return " | ".join(match)
 
     assert "null key: customer_id is empty" in only(("customers", None, None))
-    assert "duplicate key: customer_id=1, first at line 2" in only(("customers", "1", None))
+    assert "duplicate key: customer_id=1, also at line 2" in only(("customers", "1", None))
     bad = only(("customers", "abc", None))
     assert "customer_id: 'abc' is not a whole number" in bad and "signup_date: '2024-02-30' is not a date" in bad
     assert "order_ts: 'yesterday' is not an ISO 8601 timestamp" in only(("orders", "900001", None))

@@ -247,6 +247,7 @@ def _valid(value: sql.Composable, data_type: str, full_type: str, precision, sca
             check = sql.SQL("(lower({v}) not in ({words}) and {check})").format(
                 v=v, words=sql.SQL(", ").join(map(sql.Literal, _SPECIAL_WORDS)), check=check)
         return check, expected
+    v = sql.SQL("btrim({})").format(v)  # the patterns below expect no surrounding blanks; casts allow them
     if data_type in _INTEGER_RANGES:
         digits, low, high = _INTEGER_RANGES[data_type]
         return sql.SQL("case when {v} ~ {re} then {v}::numeric between {lo} and {hi} else false end").format(
@@ -281,46 +282,83 @@ def _date_ok(v: sql.Composable) -> sql.Composable:
 
 
 def _promote(cur, table: str, schema: _Schema, mode: str) -> tuple[int, int]:
-    """Move ``staging.<table>`` into core or quarantine in one statement; return (loaded, quarantined)."""
+    """Move ``staging.<table>`` into quarantine, then the rest into core; return (loaded, quarantined).
+
+    The first statement checks every value once and writes out only the rows that broke a rule, with all
+    their reasons; the second casts and inserts every other row, which is what a load costs anyway.
+    """
     columns, keys, refs = COLUMNS[table], schema.keys[table], schema.references[table]
-    ident = sql.Identifier
-    checks, typed, reasons = [], [], []
+    ident, lit = sql.Identifier, sql.Literal
+    checks, typed, broken, reasons = [], [], [], []
     for column in columns:
         raw = sql.SQL("c.{}").format(ident(column))
-        trimmed = sql.SQL("nullif(btrim({}), '')").format(raw)
-        data_type, full_type = schema.types[table][column][:2]
-        check = _valid(sql.SQL("nullif(btrim(s.{}), '')").format(ident(column)), *schema.types[table][column],
-                       schema.soft_input_check)
-        if check is None:
-            typed.append(sql.SQL("{} as {}").format(raw, ident(f"t_{column}")))
-        else:
+        full_type = schema.types[table][column][1]
+        check = _valid(sql.SQL("s.{}").format(ident(column)), *schema.types[table][column], schema.soft_input_check)
+        if check is not None:
             expression, expected = check
             ok = ident(f"ok_{column}")
-            checks.append(sql.SQL("{} as {}").format(expression, ok))
-            typed.append(sql.SQL("case when {ok} then {t}::{type} end as {name}").format(
-                ok=ok, t=trimmed, type=sql.SQL(full_type), name=ident(f"t_{column}")))
-            reasons.append(sql.SQL("case when {t} is not null and not {ok} then format({msg}, left({raw}, 60)) end").format(
-                t=trimmed, ok=ok, raw=raw, msg=sql.Literal(f"{column}: %L is not {expected}")))
+            checks.append(sql.SQL(", {} as {}").format(expression, ok))
+            if column in keys or column in refs:
+                typed.append(sql.SQL(", case when {ok} then {raw}::{type} end as {name}").format(
+                    ok=ok, raw=raw, type=sql.SQL(full_type), name=ident(f"t_{column}")))
+            unparsed = sql.SQL("({raw} is not null and not {ok})").format(raw=raw, ok=ok)
+            broken.append(unparsed)
+            reasons.append(sql.SQL("case when {bad} then format({msg}, left({raw}, 60)) end").format(
+                bad=unparsed, raw=raw, msg=lit(f"{column}: %L is not {expected}")))
+        elif column in keys or column in refs:
+            typed.append(sql.SQL(", {} as {}").format(raw, ident(f"t_{column}")))
         if column in keys:
-            reasons.append(sql.SQL("case when {t} is null then {msg} end").format(
-                t=trimmed, msg=sql.Literal(f"null key: {column} is empty")))
+            empty = sql.SQL("({} is null)").format(raw)
+            broken.append(empty)
+            reasons.append(sql.SQL("case when {} then {} end").format(empty, lit(f"null key: {column} is empty")))
 
     key_cols = sql.SQL(", ").join(ident(f"t_{k}") for k in keys)
-    key_text = sql.SQL(" || ', ' || ").join(sql.SQL("{} || '=' || {}").format(sql.Literal(k), ident(f"t_{k}")) for k in keys)
-    later = [sql.SQL("case when dup_rank > 1 then format('duplicate key: %s, first at line %s', {key}, first_line + 1) end"
-                     ).format(key=key_text)]
-    joins = []
+    key_text = sql.SQL(" || ', ' || ").join(sql.SQL("{} || '=' || {}").format(lit(k), ident(f"t_{k}")) for k in keys)
+    broken.append(sql.SQL("coalesce(repeated, false)"))
+    reasons.append(sql.SQL("case when repeated then format('duplicate key: %s, also at line %s', {key}, previous_line + 1) end"
+                           ).format(key=key_text))
+    joins, orphan_flags = [], []
     for n, (column, (parent, parent_column)) in enumerate(refs.items()):
-        alias = ident(f"p{n}")
+        alias, flag = ident(f"p{n}"), ident(f"orphan_{column}")
         joins.append(sql.SQL("left join {p} {a} on {a}.{pc} = k.{c}").format(
             p=ident(parent), a=alias, pc=ident(parent_column), c=ident(f"t_{column}")))
-        later.append(sql.SQL(
-            "case when k.{c} is not null and {a}.{pc} is null then format({msg}, k.{c}) end").format(
-            c=ident(f"t_{column}"), a=alias, pc=ident(parent_column),
-            msg=sql.Literal(f"orphan: {column}=%s is not in {parent}")))
+        orphan_flags.append(sql.SQL(", (k.{c} is not null and {a}.{pc} is null) as {flag}").format(
+            c=ident(f"t_{column}"), a=alias, pc=ident(parent_column), flag=flag))
+        broken.append(flag)
+        reasons.append(sql.SQL("case when {flag} then format({msg}, {c}) end").format(
+            flag=flag, c=ident(f"t_{column}"), msg=lit(f"orphan: {column}=%s is not in {parent}")))
 
-    target = sql.SQL(", ").join(map(ident, columns))
-    values = sql.SQL(", ").join(ident(f"t_{c}") for c in columns)
+    cur.execute(sql.SQL("""
+        with typed as (
+            select c.* {typed}
+            from (
+                -- each value checked once: OFFSET 0 keeps the planner from inlining (and repeating) the checks
+                select s.* {checks} from {staging} s offset 0
+            ) c
+        ),
+        keyed as (
+            -- one ordered window, not a partition per key: a row repeats the key of the row before it
+            select t.*,
+                   num_nonnulls({key_cols}) = {n_keys} and ({key_cols}) = (lag(({key_cols})) over w) as repeated,
+                   lag(_line) over w as previous_line
+            from typed t
+            window w as (order by {key_cols}, _line)
+        ),
+        judged as (
+            select k.* {orphan_flags} from keyed k {joins}
+        )
+        insert into quarantine (source_file, line, table_name, raw, reasons)
+        select _file, _line + 1, {table}, jsonb_build_object({raw}), array_remove(array[{reasons}]::text[], null)
+        from judged c where {broken}
+    """).format(
+        typed=sql.SQL("").join(typed), checks=sql.SQL("").join(checks), staging=sql.Identifier("staging", table),
+        key_cols=key_cols, n_keys=lit(len(keys)), orphan_flags=sql.SQL("").join(orphan_flags),
+        joins=sql.SQL(" ").join(joins), table=lit(table), broken=sql.SQL(" or ").join(broken),
+        reasons=sql.SQL(", ").join(reasons),
+        raw=sql.SQL(", ").join(sql.SQL("{}, c.{}").format(lit(c), ident(c)) for c in columns),
+    ))
+    quarantined = cur.rowcount
+
     conflict = sql.SQL("")
     if mode == "upsert":
         non_keys = [c for c in columns if c not in keys]
@@ -329,47 +367,18 @@ def _promote(cur, table: str, schema: _Schema, mode: str) -> tuple[int, int]:
             sets=sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in non_keys),
             old=sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=ident(table), c=ident(c)) for c in non_keys),
             new=sql.SQL(", ").join(sql.SQL("excluded.{c}").format(c=ident(c)) for c in non_keys))
-    statement = sql.SQL("""
-        with checked as (
-            select c.*, {typed}, array_remove(array[{reasons}]::text[], null) as reasons
-            from (
-                -- each value checked once: OFFSET 0 keeps the planner from inlining (and repeating) the checks
-                select s.*, {checks} from {staging} s offset 0
-            ) c
-        ),
-        keyed as (
-            select c.*,
-                   case when num_nonnulls({key_cols}) = {n_keys}
-                        then row_number() over (partition by {key_cols} order by _line) end as dup_rank,
-                   first_value(_line) over (partition by {key_cols} order by _line) as first_line
-            from checked c
-        ),
-        judged as (
-            select k.*, k.reasons || array_remove(array[{later}]::text[], null) as all_reasons
-            from keyed k {joins}
-        ),
-        quarantined as (
-            insert into quarantine (source_file, line, table_name, raw, reasons)
-            select _file, _line + 1, {table}, jsonb_build_object({raw}), all_reasons
-            from judged where cardinality(all_reasons) > 0
-            returning 1
-        ),
-        loaded as (
-            insert into {core} ({target})
-            select {values} from judged where cardinality(all_reasons) = 0{conflict}
-        )
-        select (select count(*) from judged where cardinality(all_reasons) = 0),
-               (select count(*) from quarantined)
+    cur.execute(sql.SQL("""
+        insert into {core} ({target})
+        select {values} from {staging} s
+        where not exists (select 1 from quarantine q where q.source_file = s._file and q.line = s._line + 1){conflict}
     """).format(
-        typed=sql.SQL(", ").join(typed), checks=sql.SQL(", ").join(checks), reasons=sql.SQL(", ").join(reasons) if reasons else sql.SQL(""),
-        staging=sql.Identifier("staging", table), key_cols=key_cols, n_keys=sql.Literal(len(keys)),
-        later=sql.SQL(", ").join(later), joins=sql.SQL(" ").join(joins), table=sql.Literal(table),
-        raw=sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), ident(c)) for c in columns),
-        core=ident(table), target=target, values=values, conflict=conflict,
-    )
-    cur.execute(statement)
-    loaded, quarantined = cur.fetchone()
-    return loaded, quarantined
+        core=ident(table), target=sql.SQL(", ").join(map(ident, columns)), staging=sql.Identifier("staging", table),
+        values=sql.SQL(", ").join(sql.SQL("s.{c}::{t}").format(c=ident(c), t=sql.SQL(schema.types[table][c][1]))
+                                  for c in columns),
+        conflict=conflict,
+    ))
+    cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier("staging", table)))
+    return cur.fetchone()[0] - quarantined, quarantined
 
 
 # ---------------------------------------------------------------- keys
