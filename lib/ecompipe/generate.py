@@ -487,7 +487,8 @@ def _orders(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.nd
         "discount": discount,
     })
     bearing = np.isin(status, [STATUSES.index(s) for s in REVENUE_STATUSES]) & ~missing["status"]
-    profile.add(epoch, orders.column("customer_id").to_numpy(), bearing, line_order, quantity * price - discount)
+    profile.add(epoch, orders.column("customer_id").to_numpy(), bearing, line_order, quantity * price - discount,
+                (spec.first_order_day, spec.as_of))
     orders, items = _add_hard_defects(spec, rng, orders, items, u, v, defects, shop)
     return orders, items, defects
 
@@ -558,11 +559,13 @@ class Profile:
         self.spend = np.zeros(0)  # by customer_id
 
     def add(self, epoch: np.ndarray, customer_ids: np.ndarray, bearing: np.ndarray, line_order: np.ndarray,
-            line_revenue: np.ndarray) -> None:
+            line_revenue: np.ndarray, window: tuple[date, date]) -> None:
+        """Add a chunk; the time series keep to ``window``, leaving out planted timestamp defects."""
         days = epoch.astype("datetime64[s]").astype("datetime64[D]")
         revenue = np.bincount(line_order, weights=line_revenue, minlength=epoch.size) * bearing
-        self.orders_per_day = self.orders_per_day.add(pd.Series(days).value_counts(), fill_value=0)
-        months = pd.Series(revenue).groupby(days.astype("datetime64[M]")).sum()
+        inside = (days >= np.datetime64(window[0])) & (days <= np.datetime64(window[1]))
+        self.orders_per_day = self.orders_per_day.add(pd.Series(days[inside]).value_counts(), fill_value=0)
+        months = pd.Series(revenue[inside]).groupby(days[inside].astype("datetime64[M]")).sum()
         self.revenue_per_month = self.revenue_per_month.add(months, fill_value=0)
         self.lines_per_order += np.bincount(np.bincount(line_order, minlength=epoch.size), minlength=MAX_LINES + 1)
         spend = np.bincount(customer_ids, weights=revenue)
