@@ -3,12 +3,15 @@
     python bench/bench_ingest.py [--scale 1] [--repeat 5]
 
 The bare COPY loads each raw file into a fresh table shaped like its core table (same column types, no
-keys) and commits, which is the least any loader of these files must do. Figures are medians.
+keys) and commits, which is the least any loader of these files must do: once from the client
+(``COPY FROM STDIN``, what ingest does) and once read by the server itself (``COPY FROM 'file'``, possible
+with the embedded warehouse only). Figures are medians; the client's peak RSS is this process's.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -17,10 +20,11 @@ from pathlib import Path
 from psycopg2 import sql
 
 from ecompipe import generate, ingest, warehouse
+from ecompipe.settings import Settings
 from ecompipe.generate import COLUMNS
 
 
-def bare_copy(engine, raw_dir: Path) -> int:
+def bare_copy(engine, raw_dir: Path, server_side: bool = False) -> int:
     conn = engine.raw_connection()
     rows = 0
     try:
@@ -28,10 +32,14 @@ def bare_copy(engine, raw_dir: Path) -> int:
             for table, path in ingest.raw_files(raw_dir).items():
                 bare = f"bench_bare_{table}"
                 cur.execute(sql.SQL("create table {} (like {})").format(sql.Identifier(bare), sql.Identifier(table)))
-                copy = sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
-                    sql.Identifier(bare), sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table])))
-                with open(path, "rb") as f:
-                    cur.copy_expert(copy, f, size=ingest.COPY_BUFFER)
+                columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+                if server_side:
+                    cur.execute(sql.SQL("copy {} ({}) from {} with (format csv, header true)").format(
+                        sql.Identifier(bare), columns, sql.Literal(str(path.resolve()))))
+                else:
+                    with open(path, "rb") as f:
+                        cur.copy_expert(sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
+                            sql.Identifier(bare), columns), f, size=ingest.COPY_BUFFER)
                 rows += cur.rowcount
         conn.commit()
         with conn.cursor() as cur:
@@ -59,18 +67,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
         raw_dir = Path(tmp)
         generate.write_dataset(generate.GenerateSpec(scale=args.scale), raw_dir)
-        ingest_s, bare_s, rows = [], [], 0
-        for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits both alike
+        ingest_s, client_s, server_s, rows = [], [], [], 0
+        server_side = Settings().database_url is None
+        for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits all alike
             seconds, loaded = timed(ingest.load, raw_dir, engine)
             ingest_s.append(seconds)
             rows = sum(r.read for r in loaded)
-            seconds, _ = timed(bare_copy, engine, raw_dir)
-            bare_s.append(seconds)
-    ingest_med, bare_med = statistics.median(ingest_s), statistics.median(bare_s)
-    print(f"scale {args.scale:g}: {rows:,} rows, median of {args.repeat} runs")
-    print(f"  ingest.load : {ingest_med:7.3f} s  {rows / ingest_med:>12,.0f} rows/s")
-    print(f"  bare COPY   : {bare_med:7.3f} s  {rows / bare_med:>12,.0f} rows/s")
-    print(f"  ratio ingest/bare throughput: {bare_med / ingest_med:.2f}x")
+            client_s.append(timed(bare_copy, engine, raw_dir)[0])
+            if server_side:
+                server_s.append(timed(bare_copy, engine, raw_dir, True)[0])
+    ingest_med = statistics.median(ingest_s)
+    print(f"scale {args.scale:g}: {rows:,} rows, median of {args.repeat} runs, "
+          f"client peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(f"  ingest.load             : {ingest_med:8.2f} s {rows / ingest_med:>12,.0f} rows/s")
+    for label, runs in (("bare COPY, client-side", client_s), ("bare COPY, server-side", server_s)):
+        if runs:
+            med = statistics.median(runs)
+            print(f"  {label}  : {med:8.2f} s {rows / med:>12,.0f} rows/s   ingest = {med / ingest_med:.2f}x of it")
 
 
 if __name__ == "__main__":
