@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -244,7 +243,7 @@ def test_ledger_rows_name_the_right_key_and_column(noisy):
 
 def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):
     _, result = noisy
-    orders, items = read(result.raw_dir, "orders"), read(result.raw_dir, "order_items")
+    items = read(result.raw_dir, "order_items")
     items["amount"] = items["quantity"] * items["unit_price"]
     amount = items.drop_duplicates(["order_id", "line_no"]).groupby("order_id")["amount"].sum()
     ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)

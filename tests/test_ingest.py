@@ -301,12 +301,12 @@ def test_a_dropped_connection_is_retried(engine, clean_raw, monkeypatch):
     real = ingest._promote
     calls = []
 
-    def promote_once_dropped(cur, table, schema, mode):
+    def promote_once_dropped(cur, table, schema, mode, read):
         if not calls:
             calls.append(table)
             with engine.connect() as other:  # the server drops our connection, as a restart would
                 other.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": cur.connection.get_backend_pid()})
-        return real(cur, table, schema, mode)
+        return real(cur, table, schema, mode, read)
 
     monkeypatch.setattr(ingest, "_promote", promote_once_dropped)
     reports = ingest.load(clean_raw, engine)

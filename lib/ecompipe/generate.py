@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import sqlalchemy as sa
 from faker import Faker
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -747,8 +748,6 @@ def _increment(spec: GenerateSpec, engine, profile: Profile) -> tuple[pa.Table, 
 
 
 def _warehouse_state(engine, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    import sqlalchemy as sa
-
     with engine.connect() as conn:
         customers = pd.read_sql(sa.text(
             "select customer_id, signup_date from customers where signup_date < :day and customer_id < :orphan"
@@ -763,8 +762,6 @@ def _warehouse_state(engine, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _reserve_ids(engine, day: date, customers: int, orders: int) -> tuple[int, int]:
     """The first customer and order id of ``day``'s increment: reserved once, then reused."""
-    import sqlalchemy as sa
-
     with engine.begin() as conn:
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('ecompipe.increment_ids'))"))
         block = conn.execute(sa.text(

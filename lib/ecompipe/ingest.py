@@ -31,8 +31,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import psycopg2
 from psycopg2 import sql
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -141,7 +143,7 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
             reports = []
             for table, path in files.items():  # parents first, so children's references can be checked
-                loaded, quarantined = _promote(cur, table, schema, mode)
+                loaded, quarantined = _promote(cur, table, schema, mode, read[table])
                 reports.append(FileReport(str(path), table, read[table], loaded, quarantined))
                 log.info("%s: %s rows read, %s loaded, %s quarantined", path, read[table], loaded, quarantined)
             if mode == "replace":
@@ -281,7 +283,7 @@ def _date_ok(v: sql.Composable) -> sql.Composable:
         else false end""").format(y=y, m=m, d=d)
 
 
-def _promote(cur, table: str, schema: _Schema, mode: str) -> tuple[int, int]:
+def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[int, int]:
     """Move ``staging.<table>`` into quarantine, then the rest into core; return (loaded, quarantined).
 
     The first statement checks every value once and writes out only the rows that broke a rule, with all
@@ -377,8 +379,19 @@ def _promote(cur, table: str, schema: _Schema, mode: str) -> tuple[int, int]:
                                   for c in columns),
         conflict=conflict,
     ))
-    cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier("staging", table)))
-    return cur.fetchone()[0] - quarantined, quarantined
+    loaded = read - quarantined
+    reached = cur.rowcount
+    if mode == "upsert":  # unchanged rows are not rewritten, so count what core now holds of this file
+        cur.execute(sql.SQL("""
+            select count(*) from {staging} s join {core} c on {match}
+            where not exists (select 1 from quarantine q where q.source_file = s._file and q.line = s._line + 1)
+        """).format(staging=sql.Identifier("staging", table), core=ident(table),
+                    match=sql.SQL(" and ").join(sql.SQL("c.{k} = s.{k}::{t}").format(
+                        k=ident(k), t=sql.SQL(schema.types[table][k][1])) for k in keys)))
+        reached = cur.fetchone()[0]
+    if reached != loaded:
+        raise IngestError(f"{table}: {reached} rows reached core, {loaded} were expected")
+    return loaded, quarantined
 
 
 # ---------------------------------------------------------------- keys
@@ -421,10 +434,8 @@ def _blaming(source):
         raise IngestError(f"{source}: " + "; ".join(p.strip() for p in parts if p)) from None
 
 
-def quarantine_reasons(engine: Engine, examples: int = 2) -> "pd.DataFrame":
+def quarantine_reasons(engine: Engine, examples: int = 2) -> pd.DataFrame:
     """Quarantined rows by reason (the part before the colon), most frequent first, with examples."""
-    import pandas as pd
-
     return pd.read_sql(
         """
         with reasons as (
@@ -443,8 +454,6 @@ def quarantine_reasons(engine: Engine, examples: int = 2) -> "pd.DataFrame":
 
 def latest_load(engine: Engine) -> dict | None:
     """The newest row of ``ingest_loads``: when, what, and each file's reconciliation."""
-    import sqlalchemy as sa
-
     with engine.connect() as conn:
         row = conn.execute(sa.text(
             "select load_id, source_dir, mode, started_at, finished_at, files from ingest_loads "
