@@ -444,7 +444,7 @@ def quarantine_reasons(engine: Engine, examples: int = 2) -> pd.DataFrame:
             from quarantine, unnest(reasons) as reason
         )
         select table_name, reason, count(*) as rows,
-               string_agg(format('%%s line %%s: %%s', regexp_replace(source_file, '^.*/', ''), line, detail), E'\n')
+               string_agg(format('%%s line %%s: %%s', regexp_replace(source_file, '^.*/', ''), line, detail), ' | ')
                    filter (where n <= %(examples)s) as examples
         from reasons group by table_name, reason order by rows desc, table_name, reason
         """,
