@@ -122,8 +122,13 @@ def test_schema_is_created_idempotently(engine):
     assert {"customers", "products", "orders", "order_items"} <= tables
 
 
-def test_a_deep_checkout_gets_a_short_socket_folder(tmp_path):
-    deep = tmp_path / ("d" * 120)
-    server = EmbeddedPostgres(deep)
+def test_a_deep_checkout_gets_a_short_socket_folder_and_works(tmp_path):
+    server = EmbeddedPostgres(tmp_path / ("d" * 120))
     assert len(str(server.socket_dir / ".s.PGSQL.5432")) < 108
     assert EmbeddedPostgres(tmp_path).socket_dir == tmp_path.resolve()
+    try:
+        server.ensure_running()
+        assert server.is_ready()
+        assert stat.S_IMODE(server.socket_dir.stat().st_mode) == 0o700
+    finally:
+        server.stop()
