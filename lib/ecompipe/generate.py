@@ -490,7 +490,7 @@ def _orders(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.nd
     bearing = np.isin(status, [STATUSES.index(s) for s in REVENUE_STATUSES]) & ~missing["status"]
     profile.add(epoch, orders.column("customer_id").to_numpy(), bearing, line_order, quantity * price - discount,
                 (spec.first_order_day, spec.as_of))
-    orders, items = _add_hard_defects(spec, rng, orders, items, u, v, defects, shop)
+    orders, items = _add_hard_defects(spec, rng, orders, items, u, v, defects)
     return orders, items, defects
 
 
@@ -498,7 +498,7 @@ def _labels(codes: np.ndarray, labels, missing: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8), mask=missing), list(labels)).cast(pa.string())
 
 
-def _add_hard_defects(spec, rng, orders: pa.Table, items: pa.Table, u, v, defects: Defects, shop: Shop):
+def _add_hard_defects(spec, rng, orders: pa.Table, items: pa.Table, u, v, defects: Defects):
     """Extra rows breaking a key: a repeated order or line, an order of nobody, a line of nothing."""
     rates = spec.rates
     n_orders, n_items = orders.num_rows, items.num_rows
