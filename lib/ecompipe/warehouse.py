@@ -131,7 +131,9 @@ class EmbeddedPostgres:
             raise WarehouseError(f"initdb failed in {self.pgdata}:\n{done.stderr.strip()}")
 
     def _start(self) -> None:
-        options = f"-c listen_addresses='' -k {self.socket_dir}"
+        # A local analytics server: no replicas to feed, so the minimal WAL, which lets a load or a rebuild
+        # that fills a table it created or truncated skip the WAL and write the table once.
+        options = f"-c listen_addresses='' -k {self.socket_dir} -c wal_level=minimal -c max_wal_senders=0"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             done = self._run(
