@@ -28,9 +28,10 @@ test: install ## Run the test suite (pass pytest options: make test ARGS="-k ing
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-bench: install ## Print generation and ingest throughput (bench/)
+bench: install ## Print generation, ingest and transform speed (bench/)
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_transform.py
 
 strip: install ## Clear outputs from notebooks/ before committing
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate
+from ecompipe import generate, transform
 from ecompipe.generate import COLUMNS
 
 from conftest import TINY, ecompipe
@@ -31,16 +31,21 @@ def test_run_succeeds_and_says_where_its_outputs_are(two_runs, isolated_settings
 
 def test_every_stage_notebook_is_executed_without_errors(two_runs, isolated_settings):
     run_dir = isolated_settings.run_dir("e2e-1")
-    for name in ("01_generate", "02_ingest"):
+    for name in ("01_generate", "02_ingest", "03_transform"):
         executed = nbformat.read(run_dir / f"{name}.ipynb", as_version=4)
         code = [c for c in executed.cells if c.cell_type == "code"]
         assert all(c.execution_count for c in code), f"{name}: a cell did not run"
         assert not [o for c in code for o in c.outputs if o.output_type == "error"]
-        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and 'run_id = "e2e-1"' in injected[0].source
-    chart = [o for c in nbformat.read(run_dir / "01_generate.ipynb", as_version=4).cells
-             for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert chart, "01_generate shows no chart"
+        if name != "03_transform":  # 03 takes no run parameter: papermill injects nothing there
+            injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+            assert injected and 'run_id = "e2e-1"' in injected[0].source
+    assert charts(run_dir / "01_generate.ipynb"), "01_generate shows no chart"
+    assert len(charts(run_dir / "03_transform.ipynb")) >= 5, "03_transform shows fewer than five charts"
+
+
+def charts(notebook) -> list:
+    return [o for c in nbformat.read(notebook, as_version=4).cells
+            for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
 
 
 def test_manifest_records_the_run(two_runs):
@@ -53,6 +58,7 @@ def test_manifest_records_the_run(two_runs):
     assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
         ("generate", "succeeded", "outputs/runs/e2e-1/01_generate.ipynb"),
         ("ingest", "succeeded", "outputs/runs/e2e-1/02_ingest.ipynb"),
+        ("transform", "succeeded", "outputs/runs/e2e-1/03_transform.ipynb"),
     ]
     assert all(s["seconds"] > 0 for s in manifest["stages"])
     assert set(manifest["files"]) == {f"{t}.csv" for t in COLUMNS} | {"_defects.csv"}
@@ -60,6 +66,9 @@ def test_manifest_records_the_run(two_runs):
     assert manifest["row_counts"]["customers"] == spec.n_customers
     assert manifest["row_counts"]["products"] == 495
     assert manifest["row_counts"]["orders"] == spec.n_orders
+    assert manifest["row_counts"]["customer_summary"] == spec.n_customers
+    assert manifest["row_counts"]["order_totals"] == spec.n_orders
+    assert set(transform.TABLES) <= set(manifest["row_counts"])
     assert {"python", "pandas", "papermill", "ecompipe"} <= set(manifest["packages"])
 
 
@@ -84,8 +93,26 @@ def test_the_same_seed_records_identical_file_hashes(two_runs):
 def test_the_warehouse_holds_what_was_generated(two_runs, engine):
     _, (manifest, _) = two_runs
     with engine.connect() as conn:
-        counts = {t: conn.scalar(sa.text(f"select count(*) from {t}")) for t in COLUMNS}
+        counts = {t: conn.scalar(sa.text(f"select count(*) from {t}")) for t in (*COLUMNS, *transform.TABLES)}
     assert counts == manifest["row_counts"]
+    assert counts["customer_summary"] == counts["customers"] and counts["order_totals"] == counts["orders"]
+
+
+def test_transform_alone_rebuilds_the_marts_of_the_last_run(two_runs, isolated_settings):
+    _, (_, last) = two_runs
+    done = ecompipe("run", "--stages", "transform", "--run-id", "transform-only")
+    assert done.returncode == 0, done.stderr
+    assert "Run transform-only succeeded." in done.stdout
+    run_dir = isolated_settings.run_dir("transform-only")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded"
+    assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
+        ("transform", "succeeded", "outputs/runs/transform-only/03_transform.ipynb"),
+    ]
+    assert manifest["row_counts"] == last["row_counts"]  # the same core tables give the same marts
+    assert manifest["files"] == {} and manifest["defects"] == {}  # it generated nothing and read no raw files
+    assert len(charts(run_dir / "03_transform.ipynb")) >= 5
+    assert not (run_dir / "01_generate.ipynb").exists() and not (run_dir / "02_ingest.ipynb").exists()
 
 
 def test_runs_lists_both_runs_newest_first(two_runs):
@@ -102,3 +129,4 @@ def test_a_stage_subset_runs_alone(isolated_settings):
     manifest = json.loads((isolated_settings.run_dir("gen-only") / "manifest.json").read_text())
     assert [s["name"] for s in manifest["stages"]] == ["generate"]
     assert not (isolated_settings.run_dir("gen-only") / "02_ingest.ipynb").exists()
+    assert not (isolated_settings.run_dir("gen-only") / "03_transform.ipynb").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import ingest, warehouse
+from ecompipe import ingest, transform, warehouse
 from ecompipe.generate import COLUMNS, DEFAULT_AS_OF, DEFECTS_FILE
 from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
 
@@ -155,7 +155,7 @@ def list_runs(settings: Settings | None = None) -> list[dict]:
 
 def _row_counts(settings: Settings) -> dict[str, int]:
     try:
-        return warehouse.table_counts(warehouse.get_engine(settings), list(COLUMNS))
+        return warehouse.table_counts(warehouse.get_engine(settings), [*COLUMNS, *transform.TABLES])
     except Exception as exc:  # a run that failed to reach the warehouse still gets its manifest
         log.warning("Could not count warehouse rows: %s", exc)
         return {}

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-STAGES = ("generate", "ingest")
+STAGES = ("generate", "ingest", "transform")
 """Stage names in run order; stage N is ``notebooks/NN_<name>.ipynb``."""
 
 

@@ -1,0 +1,90 @@
+"""Transform refresh time against DuckDB running the same summary models on the same data, side by side.
+
+    python bench/bench_transform.py [--scale 1] [--repeat 3] [--skip-load]
+
+Generates and ingests data at the scale (``--skip-load``: use what the warehouse holds), copies the core
+tables into an in-memory DuckDB, then alternates: ``transform.build`` (every table and view of the marts, in
+one transaction) and DuckDB building ``order_totals`` and the four summary tables from the very same SQL
+files. Figures are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from ecompipe import generate, ingest, transform, warehouse
+from ecompipe.generate import COLUMNS
+
+DUCKDB_TYPES = {"bigint": "BIGINT", "integer": "INTEGER", "text": "VARCHAR", "date": "DATE",
+                "timestamp with time zone": "TIMESTAMPTZ"}
+
+
+def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """The core tables, exactly as the warehouse holds them, with the same column types."""
+    conn = engine.raw_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("show timezone")
+            db.execute(f"set TimeZone = '{cur.fetchone()[0]}'")  # the same calendar days
+            for table in COLUMNS:
+                cur.execute("""select column_name, format_type(atttypid, atttypmod) from information_schema.columns
+                               join pg_attribute on attrelid = %s::regclass and attname = column_name
+                               where table_name = %s and table_schema = current_schema() order by ordinal_position""",
+                            (table, table))
+                columns = {name: DUCKDB_TYPES.get(pg_type, pg_type.upper()) for name, pg_type in cur.fetchall()}
+                path = folder / f"{table}.csv"
+                with open(path, "w") as f:
+                    cur.copy_expert(f"copy {table} to stdout with (format csv, header true)", f)
+                db.execute(f"create table {table} as select * from read_csv(?, header = true, columns = ?)",
+                           [str(path), columns])
+    finally:
+        conn.close()
+
+
+def duckdb_build(db: duckdb.DuckDBPyConnection) -> None:
+    for name in transform.TABLES:
+        db.execute(f"create or replace table {name} as {transform.model_sql(name)}")
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-load", action="store_true", help="measure on what the warehouse holds now")
+    args = parser.parse_args()
+
+    engine = warehouse.get_engine()
+    with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
+        if not args.skip_load:
+            raw = Path(tmp) / "raw"
+            generate.write_dataset(generate.GenerateSpec(scale=args.scale), raw)
+            ingest.load(raw, engine)
+        db = duckdb.connect()
+        copy_to_duckdb(engine, db, Path(tmp))
+    rows = warehouse.table_counts(engine, list(COLUMNS))
+    postgres_s, duckdb_s = [], []
+    for _ in range(args.repeat):
+        postgres_s.append(timed(transform.build, engine))
+        duckdb_s.append(timed(duckdb_build, db))
+    pg, dd = statistics.median(postgres_s), statistics.median(duckdb_s)
+    print(f"{rows['orders']:,} orders, {rows['order_items']:,} lines, {rows['customers']:,} customers; "
+          f"median of {args.repeat} runs")
+    print(f"  PostgreSQL transform.build (tables and views): {pg:7.2f} s")
+    print(f"  DuckDB, the same table models               : {dd:7.2f} s")
+    print(f"  ratio                                        : {pg / dd:7.1f}x")
+
+
+if __name__ == "__main__":
+    main()

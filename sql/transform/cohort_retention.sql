@@ -1,0 +1,66 @@
+-- cohort_retention: of the customers who first bought in a month, how many bought again N months later.
+-- Grain: one row per cohort (month of the first revenue-bearing order) and months_since_first (0, 1, ...)
+-- up to the last month of monthly_sales_summary; months with no returning customer are zero-filled.
+-- Inputs: order_totals, customer_summary, monthly_sales_summary.
+
+with
+
+order_totals as (
+    select customer_id, order_date
+    from order_totals
+    where is_revenue_bearing and order_date is not null
+),
+
+customer_summary as (
+    select customer_id, first_order_date
+    from customer_summary
+    where first_order_date is not null
+),
+
+last_month as (
+    select max(month) as last_month
+    from monthly_sales_summary
+),
+
+cohorts as (
+    select date_trunc('month', first_order_date)::date as cohort_month, count(*) as cohort_size
+    from customer_summary
+    group by 1
+),
+
+activity as (
+    select distinct
+        date_trunc('month', customer_summary.first_order_date)::date as cohort_month,
+        date_trunc('month', order_totals.order_date)::date as active_month,
+        order_totals.customer_id
+    from order_totals
+    join customer_summary on customer_summary.customer_id = order_totals.customer_id
+),
+
+active as (
+    select cohort_month, active_month, count(*) as active_customers
+    from activity
+    group by 1, 2
+),
+
+grid as (
+    select cohorts.cohort_month, cohorts.cohort_size, month::date as active_month
+    from cohorts
+    cross join last_month
+    cross join lateral generate_series(cohorts.cohort_month, last_month.last_month, interval '1 month') as month
+),
+
+final as (
+    select
+        grid.cohort_month,
+        ((extract(year from grid.active_month) - extract(year from grid.cohort_month)) * 12
+            + extract(month from grid.active_month) - extract(month from grid.cohort_month))::int as months_since_first,
+        grid.active_month,
+        grid.cohort_size,
+        coalesce(active.active_customers, 0) as active_customers,
+        round(100.0 * coalesce(active.active_customers, 0) / grid.cohort_size, 2) as retention_pct
+    from grid
+    left join active on active.cohort_month = grid.cohort_month and active.active_month = grid.active_month
+)
+
+select * from final

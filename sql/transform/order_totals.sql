@@ -1,0 +1,45 @@
+-- order_totals: one row per order, with what it is worth.
+-- Grain: one row per order in core (every status).
+-- Inputs: orders, order_items.
+--
+-- The one place that says which orders bear revenue (placed, shipped, delivered) and what a line is worth:
+-- quantity x unit_price - discount, a missing discount counting as none. A line missing its quantity or
+-- price is worth nothing known, so it adds nothing. An order's date is its timestamp's date in the
+-- session's time zone; an order without a timestamp has no date.
+
+with
+
+orders as (
+    select order_id, customer_id, order_ts, status
+    from orders
+),
+
+order_items as (
+    select order_id, quantity, unit_price, discount
+    from order_items
+),
+
+lines as (
+    select
+        order_id,
+        coalesce(sum(quantity), 0) as units,
+        coalesce(sum(quantity * unit_price - coalesce(discount, 0)), 0) as revenue
+    from order_items
+    group by order_id
+),
+
+final as (
+    select
+        orders.order_id,
+        orders.customer_id,
+        orders.order_ts,
+        orders.order_ts::date as order_date,
+        orders.status,
+        coalesce(orders.status in ('placed', 'shipped', 'delivered'), false) as is_revenue_bearing,
+        coalesce(lines.units, 0) as units,
+        coalesce(lines.revenue, 0) as revenue
+    from orders
+    left join lines on lines.order_id = orders.order_id
+)
+
+select * from final

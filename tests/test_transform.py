@@ -1,0 +1,370 @@
+"""Transform: the views keep their written rules, and a rebuild is atomic, idempotent and safe to read through.
+
+The four summary tables are recomputed from core in test_transform_reference.py; this module checks what
+that does not: the analytical views against the tables they read, and how a build behaves.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+import psycopg2
+import pytest
+import sqlalchemy as sa
+
+from ecompipe import ingest, transform
+
+MARTS = (*transform.TABLES, *transform.VIEWS)
+FINGERPRINT = {  # an order-independent digest of each table's and view's full contents
+    t: f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t" for t in MARTS
+}
+FAR_FROM_UTC = "Pacific/Kiritimati"  # UTC+14: any order after 10:00 UTC falls on the next local day
+
+
+def snapshot(engine) -> dict:
+    with engine.connect() as conn:
+        return {t: tuple(conn.execute(sa.text(q)).one()) for t, q in FINGERPRINT.items()}
+
+
+def build_schema_exists(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(sa.text("select count(*) from pg_namespace where nspname = :s"),
+                                {"s": transform.BUILD_SCHEMA}))
+
+
+def read(engine, query: str) -> pd.DataFrame:
+    """Rows with numerics kept as Decimal, so sums and boundaries are exact."""
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(query))
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def pg_round(value: Decimal, places: int = 2) -> Decimal:
+    """round(numeric, places) as PostgreSQL does it: half away from zero."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+@pytest.fixture(scope="module")
+def built(engine, tiny_raw) -> list[transform.Built]:
+    ingest.load(tiny_raw, engine)
+    return transform.build(engine)
+
+
+@pytest.fixture(scope="module")
+def customers(engine, built) -> pd.DataFrame:
+    return read(engine, "select * from customer_summary")
+
+
+# ---------------------------------------------------------------- what a build reports
+
+def test_build_reports_every_model_in_order_with_its_row_count(engine, built):
+    assert [(b.name, b.kind) for b in built] == [(t, "table") for t in transform.TABLES] + \
+                                               [(v, "view") for v in transform.VIEWS]
+    with engine.connect() as conn:
+        counts = {t: conn.scalar(sa.text(f"select count(*) from {t}")) for t in transform.TABLES}
+    assert {b.name: b.rows for b in built if b.kind == "table"} == counts
+    assert all(b.rows is None for b in built if b.kind == "view")
+    assert counts["order_totals"] > 0 and counts["customer_summary"] > 0
+
+
+# ---------------------------------------------------------------- RFM
+
+SCORES = {  # score: the measure it ranks first (bucket 1 holds its lowest values; 5 is best)
+    "recency_score": "last_order_date",
+    "frequency_score": "total_orders",
+    "monetary_score": "total_spent",
+}
+
+# The recency x frequency grid, written out cell by cell: GRID[recency][frequency - 1].
+GRID = {
+    5: ["new customers", "promising", "loyal", "champions", "champions"],
+    4: ["new customers", "promising", "loyal", "champions", "champions"],
+    3: ["needs attention", "needs attention", "loyal", "loyal", "loyal"],
+    2: ["hibernating", "hibernating", "at risk", "at risk", "at risk"],
+    1: ["lost", "hibernating", "at risk", "cannot lose them", "cannot lose them"],
+}
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_rfm_scores_are_quintiles_with_the_lowest_values_in_bucket_1(customers, score):
+    measure = SCORES[score]
+    buyers = customers[customers["total_orders"] > 0]
+    assert len(buyers) >= 5 and buyers[measure].notna().all()
+    sizes = buyers[score].value_counts().sort_index()
+    assert list(sizes.index) == [1, 2, 3, 4, 5]
+    assert sizes.max() - sizes.min() <= 1, f"{score} buckets are uneven: {sizes.to_dict()}"
+    assert sizes.is_monotonic_decreasing, f"ntile gives the extra rows to the first buckets: {sizes.to_dict()}"
+    bounds = buyers.groupby(score)[measure].agg(["min", "max"])
+    for k in range(1, 5):
+        assert bounds.loc[k, "max"] <= bounds.loc[k + 1, "min"], \
+            f"{score}: bucket {k} reaches {bounds.loc[k, 'max']}, above bucket {k + 1}'s lowest " \
+            f"{bounds.loc[k + 1, 'min']}"
+    assert bounds.loc[1, "min"] < bounds.loc[5, "max"]  # the buckets do separate something
+    never = customers[customers["total_orders"] == 0]
+    assert len(never) > 0 and never[score].isna().all()
+
+
+def test_every_customer_sits_in_the_segment_of_their_grid_cell(customers):
+    buyers = customers[customers["total_orders"] > 0]
+    wrong = [(r.customer_id, r.recency_score, r.frequency_score, r.rfm_segment) for r in buyers.itertuples()
+             if r.rfm_segment != GRID[int(r.recency_score)][int(r.frequency_score) - 1]]
+    assert not wrong, f"customers in the wrong segment (id, r, f, segment): {wrong[:15]}"
+    assert (customers.loc[customers["total_orders"] == 0, "rfm_segment"] == "no orders").all()
+
+
+def test_rfm_segments_respect_the_grid_and_cover_every_customer(engine, customers):
+    segments = read(engine, "select * from rfm_segments").set_index("rfm_segment")
+    cells = {}  # segment: the (recency, frequency) cells the grid gives it
+    for r, row in GRID.items():
+        for f, name in enumerate(row, start=1):
+            cells.setdefault(name, []).append((r, f))
+    assert set(segments.index) <= set(cells) | {"no orders"}
+    assert {"champions", "no orders"} <= set(segments.index)
+    for name, s in segments.drop(index="no orders").iterrows():
+        rs, fs = [r for r, _ in cells[name]], [f for _, f in cells[name]]
+        assert min(rs) <= s["min_recency_score"] <= s["max_recency_score"] <= max(rs), f"{name}: {s.to_dict()}"
+        assert min(fs) <= s["min_frequency_score"] <= s["max_frequency_score"] <= max(fs), f"{name}: {s.to_dict()}"
+    champions = segments.loc["champions"]
+    assert champions["min_recency_score"] >= 4 and champions["min_frequency_score"] >= 4
+    none = segments.loc["no orders"]
+    assert pd.isna(none["min_recency_score"]) and pd.isna(none["max_frequency_score"])
+    assert none["total_spent"] == 0
+    assert segments["customers"].to_dict() == customers["rfm_segment"].value_counts().to_dict()
+    assert segments["customers"].sum() == len(customers)
+    assert abs(segments["customers_pct"].sum() - 100) <= Decimal("0.05")
+    assert abs(segments["revenue_pct"].sum() - 100) <= Decimal("0.05")
+
+
+# ---------------------------------------------------------------- cohorts
+
+@pytest.fixture(scope="module")
+def cohorts(engine, built) -> pd.DataFrame:
+    return read(engine, "select * from cohort_retention order by cohort_month, months_since_first")
+
+
+def test_cohort_sizes_are_the_new_customers_of_their_month(engine, cohorts):
+    monthly = read(engine, "select month, new_customers from monthly_sales_summary")
+    new = monthly[monthly["new_customers"] > 0].set_index("month")["new_customers"].to_dict()
+    sizes = cohorts.groupby("cohort_month")["cohort_size"].agg(["min", "max"])
+    assert (sizes["min"] == sizes["max"]).all(), "a cohort's size changes between its rows"
+    assert sizes["min"].to_dict() == new
+    assert len(new) >= 12
+
+
+def test_a_cohort_starts_whole_and_never_exceeds_itself(cohorts):
+    first = cohorts[cohorts["months_since_first"] == 0]
+    assert len(first) == cohorts["cohort_month"].nunique()
+    assert (first["retention_pct"] == 100).all()
+    assert (first["active_customers"] == first["cohort_size"]).all()
+    assert (cohorts["retention_pct"] <= 100).all() and (cohorts["retention_pct"] >= 0).all()
+    assert (cohorts["active_customers"] <= cohorts["cohort_size"]).all()
+    later = cohorts[cohorts["months_since_first"] > 0]
+    assert (later["active_customers"] > 0).any() and (later["active_customers"] == 0).any()
+    expected_pct = [pg_round(Decimal(100) * a / s) for a, s in zip(later["active_customers"], later["cohort_size"])]
+    assert list(later["retention_pct"]) == expected_pct
+
+
+def test_each_cohort_runs_month_by_month_to_the_last_month_in_the_data(engine, cohorts):
+    last = read(engine, "select max(month) as last from monthly_sales_summary")["last"][0]
+    for cohort_month, rows in cohorts.groupby("cohort_month"):
+        span = (last.year - cohort_month.year) * 12 + last.month - cohort_month.month
+        assert list(rows["months_since_first"]) == list(range(span + 1)), f"cohort {cohort_month}"
+        expected = [(pd.Timestamp(cohort_month) + pd.DateOffset(months=m)).date() for m in range(span + 1)]
+        assert list(rows["active_month"]) == expected, f"cohort {cohort_month}"
+
+
+# ---------------------------------------------------------------- ABC
+
+@pytest.fixture(scope="module")
+def abc(engine, built) -> pd.DataFrame:
+    return read(engine, "select * from product_abc order by pareto_rank")
+
+
+def test_abc_shares_add_up_and_follow_revenue(engine, abc):
+    products = read(engine, "select product_id from product_summary")
+    assert sorted(abc["product_id"]) == sorted(products["product_id"])
+    assert list(abc["pareto_rank"]) == list(range(1, len(abc) + 1))
+    assert abc["total_revenue"].is_monotonic_decreasing
+    assert abs(abc["revenue_share_pct"].sum() - 100) <= Decimal("1e-6")
+    assert abs(abc["cumulative_share_pct"].iloc[-1] - 100) <= Decimal("1e-6")
+    assert (abc["cumulative_share_pct"].diff().dropna() >= 0).all()
+
+
+def test_abc_classes_are_contiguous_and_cut_at_80_and_95_percent(abc):
+    classes = "".join(abc["abc_class"])
+    assert re.fullmatch(r"A+B+C+", classes), f"classes out of pareto order: {classes[:80]}..."
+    for cls, cut in (("A", 80), ("B", 95)):
+        last = abc[abc["abc_class"] == cls].iloc[-1]
+        assert last["cumulative_share_pct"] >= cut, f"the last {cls} product stops short of {cut}%"
+        assert last["cumulative_share_pct"] - last["revenue_share_pct"] < cut, \
+            f"the last {cls} product starts at or past {cut}%: it belongs to the next class"
+        following = abc.iloc[int(last["pareto_rank"])]  # the first product of the next class
+        assert following["cumulative_share_pct"] - following["revenue_share_pct"] >= cut
+
+
+# ---------------------------------------------------------------- sales trends
+
+def test_sales_trends_roll_the_daily_revenue(engine, built):
+    daily = read(engine, "select sale_date, total_revenue from daily_sales_summary order by sale_date")
+    trends = read(engine, "select * from sales_trends order by sale_date")
+    assert list(trends["sale_date"]) == list(daily["sale_date"])
+    revenue = list(daily["total_revenue"])
+    assert len(revenue) > 60
+
+    def window(i: int, days: int, back: int = 0) -> Decimal:
+        return sum(revenue[i - back - days + 1:i - back + 1], Decimal(0))
+
+    def change(now: Decimal, before: Decimal):
+        return None if before == 0 else pg_round(100 * (now - before) / before)
+
+    assert trends["revenue_7d"][:6].isna().all()
+    for i in (6, 7, 13, 100, len(revenue) // 2, len(revenue) - 1):
+        assert trends["revenue_7d"][i] == window(i, 7), f"revenue_7d on {trends['sale_date'][i]}"
+    for i in range(len(revenue)):
+        wow = change(window(i, 7), window(i, 7, back=7)) if i >= 13 else None
+        mom = change(window(i, 28), window(i, 28, back=28)) if i >= 55 else None
+        day = trends.iloc[i]
+        assert (None if pd.isna(day["wow_pct"]) else day["wow_pct"]) == wow, f"wow_pct on {day['sale_date']}"
+        assert (None if pd.isna(day["mom_pct"]) else day["mom_pct"]) == mom, f"mom_pct on {day['sale_date']}"
+    assert trends["wow_pct"].notna().sum() > len(revenue) / 2
+
+
+# ---------------------------------------------------------------- categories
+
+def test_category_performance_sums_product_summary(engine, built):
+    categories = read(engine, "select * from category_performance").set_index("category").sort_index()
+    products = read(engine, "select * from product_summary")
+    expected = products.groupby("category").agg(
+        products=("product_id", "size"), products_sold=("units_sold", lambda u: int((u > 0).sum())),
+        units_sold=("units_sold", "sum"), total_revenue=("total_revenue", "sum"), total_cost=("total_cost", "sum"))
+    assert len(expected) > 1
+    pd.testing.assert_frame_equal(categories[list(expected.columns)], expected, check_dtype=False, check_names=False)
+    assert (categories["total_margin"] == categories["total_revenue"] - categories["total_cost"]).all()
+    best = products.sort_values(["total_revenue", "product_id"], ascending=[False, True]).groupby("category").first()
+    assert categories["best_product"].to_dict() == best["product_name"].to_dict()
+    assert abs(categories["revenue_share_pct"].sum() - 100) <= Decimal("0.05")
+    assert list(categories.sort_values("revenue_rank")["total_revenue"]) == \
+           sorted(categories["total_revenue"], reverse=True)
+
+
+# ---------------------------------------------------------------- session time zone
+
+def test_order_dates_are_taken_in_the_session_time_zone(engine, built):
+    far = sa.create_engine(engine.url, poolclass=sa.NullPool,
+                           connect_args={"options": f"-c timezone={FAR_FROM_UTC}"})
+    try:
+        with far.connect() as conn:
+            assert conn.scalar(sa.text("show timezone")) == FAR_FROM_UTC
+        transform.build(far)
+        shifted = read(engine, "select order_id, order_ts, order_date from order_totals where order_ts is not null")
+    finally:
+        far.dispose()
+        transform.build(engine)
+    ts = pd.to_datetime(shifted["order_ts"], utc=True)
+    local, utc = ts.dt.tz_convert(FAR_FROM_UTC).dt.date, ts.dt.date
+    assert (shifted["order_date"] == local).all()
+    assert (shifted["order_date"] != utc).sum() > len(shifted) / 10
+    # and the rebuild through the ordinary engine takes them back
+    restored = read(engine, "select order_id, order_ts, order_date from order_totals where order_ts is not null")
+    with engine.connect() as conn:
+        session_tz = conn.scalar(sa.text("show timezone"))
+    expected = pd.to_datetime(restored["order_ts"], utc=True).dt.tz_convert(session_tz).dt.date
+    assert (restored["order_date"] == expected).all()
+
+
+# ---------------------------------------------------------------- rebuilds: idempotent, atomic, readable throughout
+
+def test_building_twice_gives_identical_marts(engine, built):
+    first = snapshot(engine)
+    assert all(n > 0 for n, _ in first.values())
+    transform.build(engine)
+    assert snapshot(engine) == first
+    assert not build_schema_exists(engine)
+
+
+BROKEN = {  # which model to break: the 4th table (before the swap) and a view (after it, in the same transaction)
+    "a table": transform.TABLES[3],
+    "a view": transform.VIEWS[2],
+}
+
+
+@pytest.mark.parametrize("where", BROKEN, ids=list(BROKEN))
+def test_a_failure_mid_build_leaves_the_previous_marts(engine, built, monkeypatch, where):
+    broken = BROKEN[where]
+    before = snapshot(engine)
+    real = transform.model_sql
+    reached = []
+    monkeypatch.setattr(transform, "model_sql", lambda name, settings=None:
+                        "select no_such_column from order_totals" if name == broken else real(name, settings))
+    with pytest.raises(psycopg2.Error, match='column "no_such_column" does not exist'):
+        transform.build(engine, progress=lambda model: reached.append(model.name))
+    assert reached == list(MARTS[:MARTS.index(broken)])  # it failed where it was broken, not before
+    assert snapshot(engine) == before
+    assert not build_schema_exists(engine)
+    monkeypatch.undo()
+    transform.build(engine)  # nothing left behind stops the next build
+    assert snapshot(engine) == before
+
+
+def test_readers_see_the_same_marts_throughout_a_rebuild(engine, built):
+    query = sa.text("select count(*), sum(total_spent) from customer_summary")
+    with engine.connect() as conn:
+        expected = tuple(conn.execute(query).one())
+    seen, errors, reads = [], [], []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                with engine.connect() as conn:
+                    seen.append(tuple(conn.execute(query).one()))
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+            reads.append(started)
+
+    swap = []  # when the swap began: right after the last table was built
+
+    def slowly(model):  # hold the build open: tables are built before the swap, views after it, then it commits
+        time.sleep(0.1)
+        if model.name == transform.TABLES[-1]:
+            swap.append(time.monotonic())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        transform.build(engine, progress=slowly)
+        committed = time.monotonic()
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]
+    assert set(seen) == {expected}
+    assert sum(started < swap[0] for started in reads) > 10, "no reads while the new tables were built"
+    assert any(swap[0] <= started < committed for started in reads), "no read ran into the swap"
+    assert any(started >= committed for started in reads), "no read after the commit"
+
+
+@pytest.mark.parametrize("target", ["customer_summary", "rfm_segments"])
+def test_a_users_own_view_on_a_mart_stops_the_build_and_is_named(engine, built, target):
+    before = snapshot(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"create view my_report as select count(*) as n from {target}"))
+    try:
+        with pytest.raises(psycopg2.Error, match=f"view my_report depends on (table|view) {target}"):
+            transform.build(engine)
+        assert snapshot(engine) == before
+        assert not build_schema_exists(engine)
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("select n from my_report")) > 0  # the user's view was not dropped
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("drop view if exists my_report"))
+    transform.build(engine)
+    assert snapshot(engine) == before
