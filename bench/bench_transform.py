@@ -21,7 +21,7 @@ import duckdb
 from ecompipe import generate, ingest, transform, warehouse
 from ecompipe.generate import COLUMNS
 
-DUCKDB_TYPES = {"bigint": "BIGINT", "integer": "INTEGER", "text": "VARCHAR", "date": "DATE",
+DUCKDB_TYPES = {"bigint": "BIGINT", "integer": "INTEGER", "text": "VARCHAR", "date": "DATE", "boolean": "BOOLEAN",
                 "timestamp with time zone": "TIMESTAMPTZ"}
 
 
@@ -32,7 +32,7 @@ def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
         with conn.cursor() as cur:
             cur.execute("show timezone")
             db.execute(f"set TimeZone = '{cur.fetchone()[0]}'")  # the same calendar days
-            for table in COLUMNS:
+            for table in [*COLUMNS, "order_statuses"]:
                 cur.execute("""select column_name, format_type(atttypid, atttypmod) from information_schema.columns
                                join pg_attribute on attrelid = %s::regclass and attname = column_name
                                where table_name = %s and table_schema = current_schema() order by ordinal_position""",

@@ -1,17 +1,22 @@
 -- order_totals: one row per order, with what it is worth.
 -- Grain: one row per order in core (every status).
--- Inputs: orders, order_items.
+-- Inputs: orders, order_items, order_statuses.
 --
--- The one place that says which orders bear revenue (placed, shipped, delivered) and what a line is worth:
--- quantity x unit_price - discount, a missing discount counting as none. A line missing its quantity or
--- price is worth nothing known, so it adds nothing. An order's date is its timestamp's date in the
--- session's time zone; an order without a timestamp has no date.
+-- An order bears revenue when order_statuses says its status does (placed, shipped, delivered); an unknown
+-- or missing status does not. A line is worth quantity x unit_price - discount, a missing discount
+-- counting as none; a line missing its quantity or price is worth nothing known, so it adds nothing.
+-- An order's date is its timestamp's date in the session's time zone; without a timestamp, it has none.
 
 with
 
 orders as (
     select order_id, customer_id, order_ts, status
     from orders
+),
+
+order_statuses as (
+    select status, is_revenue_bearing
+    from order_statuses
 ),
 
 order_items as (
@@ -35,10 +40,11 @@ final as (
         orders.order_ts,
         orders.order_ts::date as order_date,
         orders.status,
-        coalesce(orders.status in ('placed', 'shipped', 'delivered'), false) as is_revenue_bearing,
+        coalesce(order_statuses.is_revenue_bearing, false) as is_revenue_bearing,
         coalesce(lines.units, 0) as units,
         coalesce(lines.revenue, 0) as revenue
     from orders
+    left join order_statuses on order_statuses.status = orders.status
     left join lines on lines.order_id = orders.order_id
 )
 

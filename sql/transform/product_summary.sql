@@ -1,6 +1,6 @@
 -- product_summary: how each product sells.
 -- Grain: one row per product, including products never sold (zero sums, null margin_pct).
--- Inputs: products, order_items, order_totals.
+-- Inputs: products, order_items, orders, order_statuses (core tables only: it builds alongside order_totals).
 --
 -- Counts lines of revenue-bearing orders. Cost is the product's unit_cost times the units sold.
 -- orders_count is the product's lines less those repeating it within an order: the same number as
@@ -17,8 +17,11 @@ products as (
 -- An anti-join against the few orders that bear no revenue is much cheaper than a join with all the others.
 non_revenue_orders as (
     select order_id
-    from order_totals
-    where not is_revenue_bearing
+    from orders
+    where not exists (
+        select 1 from order_statuses
+        where order_statuses.status = orders.status and order_statuses.is_revenue_bearing
+    )
 ),
 
 -- not materialized: read twice, and inlined each read can run in parallel instead of spooling 10M rows
