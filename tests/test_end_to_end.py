@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import nbformat
@@ -113,6 +114,23 @@ def test_transform_alone_rebuilds_the_marts_of_the_last_run(two_runs, isolated_s
     assert manifest["files"] == {} and manifest["defects"] == {}  # it generated nothing and read no raw files
     assert len(charts(run_dir / "03_transform.ipynb")) >= 5
     assert not (run_dir / "01_generate.ipynb").exists() and not (run_dir / "02_ingest.ipynb").exists()
+
+
+@pytest.mark.parametrize("query, table, order_by", [
+    ("SELECT * FROM customer_summary ORDER BY total_spent DESC LIMIT 10;", "customer_summary", "total_spent desc"),
+    ("SELECT * FROM monthly_sales_summary ORDER BY month;", "monthly_sales_summary", "month"),
+    ("SELECT * FROM product_summary ORDER BY total_revenue DESC LIMIT 10;", "product_summary", "total_revenue desc"),
+])
+def test_the_example_queries_work_verbatim_in_db_shell(two_runs, engine, query, table, order_by):
+    done = ecompipe("db", "shell", "--", "--csv", "-c", query)
+    assert done.returncode == 0, done.stderr
+    shown = pd.read_csv(io.StringIO(done.stdout))
+    limit = 10 if "LIMIT" in query else None
+    expected = pd.read_sql(f"select * from {table} order by {order_by}" + (f" limit {limit}" if limit else ""), engine)
+    assert list(shown.columns) == list(expected.columns)
+    assert len(shown) == len(expected) > 0
+    key = expected.columns[0]
+    assert shown[key].astype(str).tolist() == expected[key].astype(str).tolist()
 
 
 def test_runs_lists_both_runs_newest_first(two_runs):
