@@ -3,9 +3,9 @@
     python bench/bench_transform.py [--scale 1] [--repeat 3] [--skip-load]
 
 Generates and ingests data at the scale (``--skip-load``: use what the warehouse holds), copies the core
-tables into an in-memory DuckDB, then alternates: ``transform.build`` (every table and view of the marts, in
-one transaction) and DuckDB building ``order_totals`` and the four summary tables from the very same SQL
-files. Figures are medians.
+tables into an in-memory DuckDB (the session must be in UTC), then alternates: ``transform.build``
+(every table and view of the marts) and DuckDB building ``order_totals`` and the four summary tables from
+the very same SQL files. Figures are medians.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import duckdb
+import sqlalchemy as sa
+from psycopg2 import sql
 
 from ecompipe import generate, ingest, transform, warehouse
 from ecompipe.generate import COLUMNS
@@ -25,13 +27,24 @@ DUCKDB_TYPES = {"bigint": "BIGINT", "integer": "INTEGER", "text": "VARCHAR", "da
                 "timestamp with time zone": "TIMESTAMPTZ"}
 
 
+def duckdb_like(engine) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding the core tables exactly as the warehouse does."""
+    with engine.connect() as conn:
+        time_zone = conn.scalar(sa.text("show timezone"))
+    # DuckDB's time zones come with its ICU extension, which it downloads: without it, dates are UTC dates
+    if time_zone not in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+        raise SystemExit(f"The warehouse session's time zone is {time_zone}; for DuckDB to see the same order "
+                         "dates, run this benchmark in UTC (PGTZ=UTC).")
+    db = duckdb.connect()
+    with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
+        copy_to_duckdb(engine, db, Path(tmp))
+    return db
+
+
 def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
-    """The core tables, exactly as the warehouse holds them, with the same column types."""
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            cur.execute("show timezone")
-            db.execute(f"set TimeZone = '{cur.fetchone()[0]}'")  # the same calendar days
             for table in [*COLUMNS, "order_statuses"]:
                 cur.execute("""select column_name, format_type(atttypid, atttypmod) from information_schema.columns
                                join pg_attribute on attrelid = %s::regclass and attname = column_name
@@ -40,7 +53,8 @@ def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
                 columns = {name: DUCKDB_TYPES.get(pg_type, pg_type.upper()) for name, pg_type in cur.fetchall()}
                 path = folder / f"{table}.csv"
                 with open(path, "w") as f:
-                    cur.copy_expert(f"copy {table} to stdout with (format csv, header true)", f)
+                    cur.copy_expert(sql.SQL("copy {} to stdout with (format csv, header true)").format(
+                        sql.Identifier(table)), f)
                 db.execute(f"create table {table} as select * from read_csv(?, header = true, columns = ?)",
                            [str(path), columns])
     finally:
@@ -66,13 +80,12 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = warehouse.get_engine()
-    with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
-        if not args.skip_load:
+    if not args.skip_load:
+        with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
             raw = Path(tmp) / "raw"
             generate.write_dataset(generate.GenerateSpec(scale=args.scale), raw)
             ingest.load(raw, engine)
-        db = duckdb.connect()
-        copy_to_duckdb(engine, db, Path(tmp))
+    db = duckdb_like(engine)
     rows = warehouse.table_counts(engine, list(COLUMNS))
     postgres_s, duckdb_s = [], []
     for _ in range(args.repeat):

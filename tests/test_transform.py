@@ -7,6 +7,7 @@ that does not: the analytical views against the tables they read, and how a buil
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 import threading
 import time
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,11 +24,18 @@ FINGERPRINT = {  # an order-independent digest of each table's and view's full c
     t: f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t" for t in MARTS
 }
 FAR_FROM_UTC = "Pacific/Kiritimati"  # UTC+14: any order after 10:00 UTC falls on the next local day
+MIDNIGHT_SKIPPED = "America/Santiago"  # daylight saving starts at midnight: 2025-09-07 begins at 01:00
 
 
 def snapshot(engine) -> dict:
     with engine.connect() as conn:
         return {t: tuple(conn.execute(sa.text(q)).one()) for t, q in FINGERPRINT.items()}
+
+
+def transform_lock_held(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(sa.text(
+            "select count(*) from pg_locks where locktype = 'advisory' and objid::int = hashtext('ecompipe.transform')")))
 
 
 def build_schema_exists(engine) -> bool:
@@ -276,6 +284,43 @@ def test_order_dates_are_taken_in_the_session_time_zone(engine, built):
     assert (restored["order_date"] == expected).all()
 
 
+def test_a_day_whose_midnight_is_skipped_keeps_its_row(engine, built):
+    dst = sa.create_engine(engine.url, poolclass=sa.NullPool,
+                           connect_args={"options": f"-c timezone={MIDNIGHT_SKIPPED}"})
+    try:
+        transform.build(dst)
+        days = read(engine, "select sale_date from daily_sales_summary order by sale_date")["sale_date"].tolist()
+        months = read(engine, "select month from monthly_sales_summary order by month")["month"].tolist()
+        cohort_months = read(engine, "select distinct active_month from cohort_retention order by 1")["active_month"]
+        first, last = read(engine, "select min(order_date), max(order_date) from order_totals").iloc[0]
+    finally:
+        dst.dispose()
+        transform.build(engine)
+    assert first < date(2025, 9, 7) < last
+    assert days == [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    assert [(m.year, m.month) for m in months] == sorted({(d.year, d.month) for d in days})
+    assert cohort_months.iloc[-1] == months[-1]
+
+
+def test_abc_classes_cut_exactly_at_80_and_95_percent(engine):
+    """Rounded percentages put a product starting at exactly 80% in A; the exact sums put it in B."""
+    conn = engine.raw_connection()
+    try:
+        with conn.cursor() as cur:  # a temporary product_summary hides the real one from this session
+            cur.execute("""create temp table product_summary as
+                select g::bigint as product_id, 'p' || g as product_name, 'c' as category,
+                       (case when g = 1 then 240 else 1 end)::numeric(14, 2) as total_revenue
+                from generate_series(1, 61) as g""")  # 240 + 60 x 1 = 300: product 2 starts at 240, 80%
+            cur.execute(transform.model_sql("product_abc"))
+            abc = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    finally:
+        conn.rollback()
+        conn.close()
+    classes = abc.set_index("product_id")["abc_class"]
+    assert (classes[1], classes[2]) == ("A", "B")
+    assert (classes[46], classes[47]) == ("B", "C")  # product 47 starts at 285 of 300: exactly 95%
+
+
 # ---------------------------------------------------------------- rebuilds: idempotent, atomic, readable throughout
 
 def test_building_twice_gives_identical_marts(engine, built):
@@ -284,10 +329,12 @@ def test_building_twice_gives_identical_marts(engine, built):
     transform.build(engine)
     assert snapshot(engine) == first
     assert not build_schema_exists(engine)
+    assert not transform_lock_held(engine)
 
 
 BROKEN = {  # which model to break: the 4th table (before the swap) and a view (after it, in the same transaction)
     "a table": transform.TABLES[3],
+    "the table built alongside": transform.ALONGSIDE,
     "a view": transform.VIEWS[2],
 }
 
@@ -298,13 +345,16 @@ def test_a_failure_mid_build_leaves_the_previous_marts(engine, built, monkeypatc
     before = snapshot(engine)
     real = transform.model_sql
     reached = []
-    monkeypatch.setattr(transform, "model_sql", lambda name, settings=None:
-                        "select no_such_column from order_totals" if name == broken else real(name, settings))
-    with pytest.raises(psycopg2.Error, match='column "no_such_column" does not exist'):
+    monkeypatch.setattr(transform, "model_sql", lambda name:
+                        "select no_such_column from orders" if name == broken else real(name))
+    with pytest.raises(transform.TransformError,
+                       match=rf'^sql/transform/{broken}\.sql: column "no_such_column" does not exist'):
         transform.build(engine, progress=lambda model: reached.append(model.name))
-    assert reached == list(MARTS[:MARTS.index(broken)])  # it failed where it was broken, not before
+    if broken != transform.ALONGSIDE:  # built alongside, it fails while the others build
+        assert reached == list(MARTS[:MARTS.index(broken)])  # it failed where it was broken, not before
     assert snapshot(engine) == before
     assert not build_schema_exists(engine)
+    assert not transform_lock_held(engine)
     monkeypatch.undo()
     transform.build(engine)  # nothing left behind stops the next build
     assert snapshot(engine) == before

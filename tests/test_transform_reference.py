@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from ecompipe import ingest, transform
 
 REVENUE_STATUSES = ("placed", "shipped", "delivered")
-SUMMARIES = ("customer_summary", "product_summary", "daily_sales_summary", "monthly_sales_summary")
+SUMMARIES = ("order_totals", "customer_summary", "product_summary", "daily_sales_summary", "monthly_sales_summary")
 CORE = ("customers", "products", "orders", "order_items")
 MONEY_TOL = 1e-6
-RATIO_TOL = 0.011
+RATIO_TOL = 0.0  # ratios are rounded to cents on both sides, exactly as PostgreSQL rounds
 SHOW_AT_MOST = 15  # differing rows listed per column in a failure message
 
 
@@ -121,7 +121,6 @@ def recompute(db: dict) -> dict:
     items["quantity"] = pd.to_numeric(items["quantity"]).astype("Int64")
     items["rev_c"] = items["quantity"] * cents(items["unit_price"]) - cents(items["discount"]).fillna(0)
     unit_cost = pd.Series(cents(products["unit_cost"]).to_numpy(), index=products["product_id"])
-    items["cost_c"] = items["quantity"] * items["product_id"].map(unit_cost).astype("Int64")
 
     # Orders: revenue (0 without lines), date in the session's time zone, revenue-bearing or not.
     order_rev = items.groupby("order_id")["rev_c"].sum()  # skips nulls; all-null sums to 0
@@ -129,6 +128,10 @@ def recompute(db: dict) -> dict:
     ts = pd.to_datetime(orders["order_ts"], utc=True).dt.tz_convert(db["tz"])
     orders["odate"] = ts.dt.tz_localize(None).dt.normalize()
     orders["revenue_bearing"] = orders["status"].isin(REVENUE_STATUSES)
+    units = items.groupby("order_id")["quantity"].sum()  # skips nulls
+    ot = orders[["order_id", "customer_id", "status"]].assign(
+        order_date=orders["odate"], is_revenue_bearing=orders["revenue_bearing"],
+        units=orders["order_id"].map(units).fillna(0).astype("Int64"), revenue=money(orders["rev_c"]))
     as_of = orders["odate"].max()
     rb = orders[orders["revenue_bearing"]]
     rb_items = items.merge(rb[["order_id", "customer_id", "odate"]], on="order_id", how="inner")
@@ -160,11 +163,13 @@ def recompute(db: dict) -> dict:
     # ---- product_summary
     by_prod = rb_items.groupby("product_id").agg(
         units_sold=("quantity", "sum"), orders_count=("order_id", "nunique"),
-        rev_c=("rev_c", "sum"), cost_c=("cost_c", "sum"))
+        rev_c=("rev_c", "sum"))
     ps = products[["product_id", "product_name", "category"]].merge(
         by_prod, left_on="product_id", right_index=True, how="left")
-    for column in ("units_sold", "orders_count", "rev_c", "cost_c"):
+    for column in ("units_sold", "orders_count", "rev_c"):
         ps[column] = ps[column].fillna(0).astype("Int64")
+    # cost: units sold x unit_cost; unknown (null), with the margin, when the product has no unit_cost
+    ps["cost_c"] = ps["units_sold"] * ps["product_id"].map(unit_cost).astype("Int64")
     ps["margin_c"] = ps["rev_c"] - ps["cost_c"]
     ps["total_revenue"] = money(ps["rev_c"])
     ps["total_cost"] = money(ps["cost_c"])
@@ -206,7 +211,7 @@ def recompute(db: dict) -> dict:
     ms["revenue_growth_pct"] = [
         None if pd.isna(p) else pg_round(100 * (r - p), p) for r, p in zip(ms["rev_c"], previous)]
 
-    return {"customer_summary": cs, "product_summary": ps, "daily_sales_summary": ds,
+    return {"order_totals": ot, "customer_summary": cs, "product_summary": ps, "daily_sales_summary": ds,
             "monthly_sales_summary": ms, "orders": orders, "as_of": as_of}
 
 
@@ -278,6 +283,10 @@ def assert_date_typed(built: dict, table: str, *columns: str) -> None:
 # ---------------------------------------------------------------- one test per table
 
 CONTRACT = {  # table: (key, {column: kind})
+    "order_totals": ("order_id", {
+        "customer_id": "int", "status": "text", "order_date": "date", "is_revenue_bearing": "text",
+        "units": "int", "revenue": "money",
+    }),
     "customer_summary": ("customer_id", {
         "total_orders": "int", "total_spent": "money", "avg_order_value": "ratio",
         "first_order_date": "date", "last_order_date": "date", "days_since_last_order": "int",
@@ -299,6 +308,7 @@ CONTRACT = {  # table: (key, {column: kind})
     }),
 }
 DATE_COLUMNS = {
+    "order_totals": ("order_date",),
     "customer_summary": ("first_order_date", "last_order_date"),
     "product_summary": (),
     "daily_sales_summary": ("sale_date",),
@@ -310,6 +320,11 @@ def assert_table_matches(db: dict, exp: dict, table: str) -> None:
     assert_date_typed(db, table, *DATE_COLUMNS[table])
     key, columns = CONTRACT[table]
     assert_matches(db[table], exp[table], key, columns)
+
+
+def test_order_totals_matches_the_contract(built, expected):
+    assert len(built["order_totals"]) == len(built["orders"])
+    assert_table_matches(built, expected, "order_totals")
 
 
 def test_customer_summary_matches_the_contract(built, expected):
@@ -407,6 +422,15 @@ def spoil(raw_dir, core: dict) -> dict:
     done["one_product"] = next(o for o in later[3:] if line_counts.get(o, 0) >= 3 and o not in multi[:2]
                                and not any(k[0] == o for k in line_keys[:6]))
     first_product = {}
+    sold = items[items["order_id"].astype(str).isin(later)]["product_id"].value_counts()
+    done["no_cost"] = str(sold.index[0])  # a product sold in revenue-bearing orders, its cost unknown
+
+    def edit_products(header, rows):
+        pid, cost = header.index("product_id"), header.index("unit_cost")
+        for row in rows:
+            if row[pid] == done["no_cost"]:
+                row[cost] = ""
+        return rows
 
     def edit_orders(header, rows):
         oid, ts, st = header.index("order_id"), header.index("order_ts"), header.index("status")
@@ -440,6 +464,7 @@ def spoil(raw_dir, core: dict) -> dict:
         return kept
 
     rewrite(raw_dir / "orders.csv", edit_orders)
+    rewrite(raw_dir / "products.csv", edit_products)
     rewrite(raw_dir / "order_items.csv", edit_items)
     return done
 
@@ -466,6 +491,9 @@ def test_the_spoiled_copy_has_the_edge_rows(edge):
     ms = exp["monthly_sales_summary"]
     assert (ms["total_orders"] == 0).sum() >= 1, "a month without revenue-bearing orders"
     assert orders["status"].isna().sum() >= 1 and orders["status"].isin(["pending", "refunded"]).sum() == 2
+    no_cost = db["products"].set_index("product_id").loc[int(done["no_cost"])]
+    assert pd.isna(no_cost["unit_cost"])
+    assert exp["product_summary"].set_index("product_id").loc[int(done["no_cost"]), "units_sold"] > 0
     one = items[items["order_id"] == int(done["one_product"])]
     assert len(one) >= 3 and one["product_id"].nunique() == 1
 

@@ -11,7 +11,8 @@ mart makes the swap fail, naming it, rather than being dropped silently.
 
 The build uses both of a small machine's cores: ``product_summary``, which reads only core tables, builds
 on a second connection while ``order_totals`` (one long merge that PostgreSQL runs on one core) builds on
-the first. It commits into the private schema, unseen until the swap.
+the first. It commits into the private schema, unseen until the swap, and reads the core tables through
+the first connection's snapshot, so a load committing meanwhile cannot make the marts disagree.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pandas as pd
+import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
@@ -30,14 +33,14 @@ from ecompipe.settings import Settings
 log = logging.getLogger(__name__)
 
 TABLES = ("order_totals", "customer_summary", "daily_sales_summary", "monthly_sales_summary", "product_summary")
-"""Materialised models, in build order: each reads only core tables and the models before it."""
+"""Materialised models. Each reads core tables and the tables before it; ALONGSIDE reads core tables only."""
 ALONGSIDE = "product_summary"
-"""The table built on a second connection, alongside the others: it must read core tables only."""
+"""The table built on a second connection while the others build in turn on the first."""
 VIEWS = ("rfm_segments", "cohort_retention", "product_abc", "sales_trends", "category_performance")
 """Models computed on read, over the tables."""
 BUILD_SCHEMA = "marts_build"
 
-SESSION = {
+TUNING = {  # for the build's transactions only
     # Every summary is a few large hash aggregates or sorts: kept in memory they avoid spilling to disk.
     "work_mem": "512MB",
     "hash_mem_multiplier": "2",
@@ -54,6 +57,10 @@ PLANNER = {
 }
 
 
+class TransformError(RuntimeError):
+    """A model failed; the message names its file."""
+
+
 @dataclass
 class Built:
     name: str
@@ -62,34 +69,33 @@ class Built:
     seconds: float
 
 
-def model_sql(name: str, settings: Settings | None = None) -> str:
-    return ((settings or Settings()).sql_dir / "transform" / f"{name}.sql").read_text()
+def model_sql(name: str) -> str:
+    return (Settings().sql_dir / "transform" / f"{name}.sql").read_text()
 
 
 def build(engine: Engine, progress=None) -> list[Built]:
     """Rebuild every table and view of the marts; return what was built, in :data:`TABLES` then
     :data:`VIEWS` order. ``progress`` is an optional callable, called with each :class:`Built` as it is done.
+    Raises :class:`TransformError` naming the model that failed.
     """
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            # One build at a time, and the build schema is ours (a session lock: it spans transactions)
+            # One build at a time, and the build schema is ours. A session lock, as it spans transactions:
+            # the session ends with this function (see finally), so nothing can leave it held.
             cur.execute("select pg_advisory_lock(hashtext('ecompipe.transform'))")
+            cur.execute(sql.SQL("drop schema if exists {0} cascade; create schema {0}").format(
+                sql.Identifier(BUILD_SCHEMA)))
+            conn.commit()  # the second connection builds in it too
             try:
-                cur.execute(sql.SQL("drop schema if exists {0} cascade; create schema {0}").format(
-                    sql.Identifier(BUILD_SCHEMA)))
-                conn.commit()  # the other connection builds in it too
                 return _build(engine, conn, progress)
             except BaseException:
                 conn.rollback()
                 cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(BUILD_SCHEMA)))
                 conn.commit()
                 raise
-            finally:
-                cur.execute("select pg_advisory_unlock(hashtext('ecompipe.transform'))")
-                conn.commit()
     finally:
-        conn.close()
+        conn.invalidate()  # a pooled session would keep the lock, the settings and any half-done transaction
 
 
 def _build(engine: Engine, conn, progress) -> list[Built]:
@@ -104,39 +110,46 @@ def _build(engine: Engine, conn, progress) -> list[Built]:
     alongside = engine.raw_connection()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool, conn.cursor() as cur:
-            future = pool.submit(_build_committed, alongside, ALONGSIDE)
+            cur.execute("set transaction isolation level repeatable read")
+            cur.execute("select pg_export_snapshot()")
+            future = pool.submit(_build_committed, alongside, ALONGSIDE, cur.fetchone()[0])
             try:
-                for name, value in SESSION.items():
-                    cur.execute("select set_config(%s, %s, true)", (name, value))
+                _tune(cur, TUNING)
                 cur.execute("show search_path")
                 search_path = cur.fetchone()[0]
                 # The build schema first, so each model reads the tables just built before it
-                cur.execute("select set_config('search_path', %s, true)", (f"{BUILD_SCHEMA}, {search_path}",))
+                _tune(cur, {"search_path": f"{BUILD_SCHEMA}, {search_path}"})
                 for name in TABLES:
+                    if future.done():
+                        future.result()  # the other connection failed: stop now
                     if name != ALONGSIDE:
                         report(_create_table(cur, name))
                 report(future.result())
             except BaseException:
-                alongside.cancel()
+                while not future.done():  # a cancel sent between two statements is lost: repeat it
+                    alongside.cancel()
+                    time.sleep(0.1)
                 raise
-            cur.execute("select set_config('search_path', %s, true)", (search_path,))
+            _tune(cur, {"search_path": search_path})
             _swap(cur)
             for name in VIEWS:
                 started = time.perf_counter()
-                cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
+                with _naming(name):
+                    cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
                 report(Built(name, "view", None, round(time.perf_counter() - started, 3)))
         conn.commit()
     finally:
-        alongside.close()
+        alongside.invalidate()
     return [done[name] for name in (*TABLES, *VIEWS)]
 
 
-def _build_committed(conn, name: str) -> Built:
-    """Build one table on its own connection and commit it into the build schema."""
+def _build_committed(conn, name: str, snapshot: str) -> Built:
+    """Build one table on its own connection, reading ``snapshot``, and commit it into the build schema."""
     try:
         with conn.cursor() as cur:
-            for setting, value in SESSION.items():
-                cur.execute("select set_config(%s, %s, true)", (setting, value))
+            cur.execute("set transaction isolation level repeatable read")
+            cur.execute("set transaction snapshot %s", (snapshot,))
+            _tune(cur, TUNING)
             built = _create_table(cur, name)
         conn.commit()
         return built
@@ -147,7 +160,7 @@ def _build_committed(conn, name: str) -> Built:
 
 def _create_table(cur, name: str) -> Built:
     started = time.perf_counter()
-    with _settings(cur, PLANNER.get(name, {})):
+    with _naming(name), _planner(cur, PLANNER.get(name, {})):
         cur.execute(sql.SQL("create table {} as\n").format(sql.Identifier(BUILD_SCHEMA, name))
                     + sql.SQL(model_sql(name)))
         rows = cur.rowcount
@@ -155,16 +168,34 @@ def _create_table(cur, name: str) -> Built:
     return Built(name, "table", rows, round(time.perf_counter() - started, 3))
 
 
+def _tune(cur, settings: dict[str, str]) -> None:
+    """Set ``settings`` until the transaction ends."""
+    for name, value in settings.items():
+        cur.execute("select set_config(%s, %s, true)", (name, value))
+
+
 @contextlib.contextmanager
-def _settings(cur, settings: dict[str, str]):
-    """Planner settings for one statement of the transaction."""
+def _planner(cur, settings: dict[str, str]):
+    """Planner settings for one statement."""
     previous = {}
     for name, value in settings.items():
         cur.execute("select current_setting(%s), set_config(%s, %s, true)", (name, name, value))
         previous[name] = cur.fetchone()[0]
     yield
-    for name, value in previous.items():
-        cur.execute("select set_config(%s, %s, true)", (name, value))
+    _tune(cur, previous)
+
+
+@contextlib.contextmanager
+def _naming(name: str):
+    """Say which model failed, and where it is."""
+    try:
+        yield
+    except psycopg2.OperationalError:
+        raise  # the connection, not the model
+    except psycopg2.Error as exc:
+        path = Settings().sql_dir.relative_to(Settings().sql_dir.parent) / "transform" / f"{name}.sql"
+        raise TransformError(f"{path}: {(exc.diag.message_primary or str(exc)).strip()}"
+                             + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")) from exc
 
 
 def _swap(cur) -> None:
@@ -179,3 +210,14 @@ def _swap(cur) -> None:
         cur.execute(sql.SQL("alter table {} set schema {}").format(
             sql.Identifier(BUILD_SCHEMA, name), sql.Identifier(published)))
     cur.execute(sql.SQL("drop schema {}").format(sql.Identifier(BUILD_SCHEMA)))
+
+
+def revenue_totals(engine: Engine) -> pd.Series:
+    """Revenue as each summary table totals it. Every revenue-bearing line counts once by product and once by
+    customer; the days and the months cover the same dated orders. Unequal figures mean a broken model."""
+    return pd.read_sql("""
+        select (select sum(total_revenue) from product_summary) as by_product,
+               (select sum(total_spent) from customer_summary) as by_customer,
+               (select sum(total_revenue) from daily_sales_summary) as by_day,
+               (select sum(total_revenue) from monthly_sales_summary) as by_month""", engine).iloc[0]
+

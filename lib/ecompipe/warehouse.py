@@ -273,4 +273,5 @@ def run_lock(engine: Engine, holder: str):
         conn.commit()
         yield
     finally:
-        conn.close()  # closing the session releases the lock
+        conn.invalidate()  # ends the session, and the lock with it; close() alone would pool it, lock held
+        conn.close()

@@ -1,6 +1,6 @@
--- The order statuses ecompipe knows, and which of them bear revenue: the one place that says so.
--- The transform models count revenue through this table; validation checks statuses against it.
--- A seed, in dbt's sense: reference data kept with the code, rewritten on every connection set-up.
+-- The order statuses ecompipe knows, and which of them bear revenue: the warehouse's one place that says so.
+-- The transform models count revenue through this table.
+-- A seed, in dbt's sense: reference data kept with the code, rewritten whenever ecompipe sets up the schema.
 
 create table if not exists order_statuses (
     status              text primary key,

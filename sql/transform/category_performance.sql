@@ -17,7 +17,7 @@ categories as (
         sum(units_sold) as units_sold,
         sum(total_revenue) as total_revenue,
         sum(total_cost) as total_cost,
-        (array_agg(product_name order by revenue_rank, product_id))[1] as best_product
+        (array_agg(product_name order by revenue_rank, product_id) filter (where units_sold > 0))[1] as best_product
     from product_summary
     group by category
 ),

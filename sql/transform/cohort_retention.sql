@@ -23,15 +23,15 @@ last_month as (
 ),
 
 cohorts as (
-    select date_trunc('month', first_order_date)::date as cohort_month, count(*) as cohort_size
+    select date_trunc('month', first_order_date::timestamp)::date as cohort_month, count(*) as cohort_size
     from customer_summary
     group by 1
 ),
 
 activity as (
     select distinct
-        date_trunc('month', customer_summary.first_order_date)::date as cohort_month,
-        date_trunc('month', order_totals.order_date)::date as active_month,
+        date_trunc('month', customer_summary.first_order_date::timestamp)::date as cohort_month,
+        date_trunc('month', order_totals.order_date::timestamp)::date as active_month,
         order_totals.customer_id
     from order_totals
     join customer_summary on customer_summary.customer_id = order_totals.customer_id
@@ -47,7 +47,10 @@ grid as (
     select cohorts.cohort_month, cohorts.cohort_size, month::date as active_month
     from cohorts
     cross join last_month
-    cross join lateral generate_series(cohorts.cohort_month, last_month.last_month, interval '1 month') as month
+    -- timestamps without a zone: a month starting at 01:00 (midnight skipped by daylight saving) stays in
+    cross join lateral generate_series(
+        cohorts.cohort_month::timestamp, last_month.last_month::timestamp, interval '1 month'
+    ) as month
 ),
 
 final as (

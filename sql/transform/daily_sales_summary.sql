@@ -17,7 +17,7 @@ days as (
         order_date,
         count(*) filter (where is_revenue_bearing) as total_orders,
         sum(revenue) filter (where is_revenue_bearing) as total_revenue,
-        sum(units) filter (where is_revenue_bearing) as units_sold
+        sum(units) filter (where is_revenue_bearing)::bigint as units_sold
     from order_totals
     group by order_date
 ),
@@ -32,7 +32,11 @@ customers as (
 
 calendar as (
     select day::date as sale_date
-    from generate_series((select min(order_date) from days), (select max(order_date) from days), interval '1 day') as day
+    -- timestamps without a zone: with a zone, a day starting at 01:00 (midnight skipped by daylight saving)
+    -- would end the series a day early
+    from generate_series(
+        (select min(order_date) from days)::timestamp, (select max(order_date) from days)::timestamp, interval '1 day'
+    ) as day
 ),
 
 final as (

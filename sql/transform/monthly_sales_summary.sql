@@ -27,21 +27,21 @@ customer_summary as (
 
 sales as (
     select
-        date_trunc('month', sale_date)::date as month,
-        sum(total_orders) as total_orders,
+        date_trunc('month', sale_date::timestamp)::date as month,
+        sum(total_orders)::bigint as total_orders,
         sum(total_revenue) as total_revenue
     from daily_sales_summary
     group by 1
 ),
 
 customers as (
-    select date_trunc('month', order_date)::date as month, count(distinct customer_id) as unique_customers
+    select date_trunc('month', order_date::timestamp)::date as month, count(distinct customer_id) as unique_customers
     from order_totals
     group by 1
 ),
 
 first_orders as (
-    select date_trunc('month', first_order_date)::date as month, count(*) as new_customers
+    select date_trunc('month', first_order_date::timestamp)::date as month, count(*) as new_customers
     from customer_summary
     group by 1
 ),

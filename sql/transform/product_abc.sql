@@ -20,11 +20,13 @@ ranked as (
         product_name,
         category,
         total_revenue,
-        row_number() over (order by total_revenue desc, product_id) as pareto_rank,
-        100 * total_revenue / nullif(sum(total_revenue) over (), 0) as revenue_share_pct,
-        100 * sum(total_revenue) over (order by total_revenue desc, product_id rows unbounded preceding)
-            / nullif(sum(total_revenue) over (), 0) as cumulative_share_pct
+        row_number() over by_revenue as pareto_rank,
+        coalesce(sum(total_revenue) over (by_revenue rows between unbounded preceding and 1 preceding), 0)
+            as revenue_before,
+        sum(total_revenue) over (by_revenue rows unbounded preceding) as revenue_through,
+        sum(total_revenue) over () as revenue_total
     from product_summary
+    window by_revenue as (order by total_revenue desc, product_id)
 ),
 
 final as (
@@ -34,11 +36,12 @@ final as (
         category,
         total_revenue,
         pareto_rank,
-        revenue_share_pct,
-        cumulative_share_pct,
+        100 * total_revenue / nullif(revenue_total, 0) as revenue_share_pct,
+        100 * revenue_through / nullif(revenue_total, 0) as cumulative_share_pct,
+        -- exact sums, not the rounded percentages: a product starting at exactly 80% is B
         case
-            when cumulative_share_pct - revenue_share_pct < 80 then 'A'
-            when cumulative_share_pct - revenue_share_pct < 95 then 'B'
+            when 100 * revenue_before < 80 * revenue_total then 'A'
+            when 100 * revenue_before < 95 * revenue_total then 'B'
             else 'C'
         end as abc_class
     from ranked

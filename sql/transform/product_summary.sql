@@ -2,7 +2,8 @@
 -- Grain: one row per product, including products never sold (zero sums, null margin_pct).
 -- Inputs: products, order_items, orders, order_statuses (core tables only: it builds alongside order_totals).
 --
--- Counts lines of revenue-bearing orders. Cost is the product's unit_cost times the units sold.
+-- Counts lines of revenue-bearing orders. Cost is the product's unit_cost times the units sold (a line
+-- without a price still sold its units); null, like the margin, when the product has no unit_cost.
 -- orders_count is the product's lines less those repeating it within an order: the same number as
 -- count(distinct order_id), without sorting ten million lines. revenue_rank is rank() by revenue, highest
 -- first: products with equal revenue share a rank.
@@ -61,7 +62,8 @@ totals as (
         coalesce(sold.units_sold, 0) as units_sold,
         coalesce(sold.lines - coalesce(repeats.repeated_lines, 0), 0) as orders_count,
         coalesce(sold.total_revenue, 0) as total_revenue,
-        coalesce(sold.units_sold * products.unit_cost, 0) as total_cost
+        -- unknown when the product's cost is: a margin of 100% would be a guess
+        coalesce(sold.units_sold, 0) * products.unit_cost as total_cost
     from products
     left join sold on sold.product_id = products.product_id
     left join repeats on repeats.product_id = products.product_id
