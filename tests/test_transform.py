@@ -229,9 +229,11 @@ def test_sales_trends_roll_the_daily_revenue(engine, built):
     def change(now: Decimal, before: Decimal):
         return None if before == 0 else pg_round(100 * (now - before) / before)
 
-    assert trends["revenue_7d"][:6].isna().all()
+    assert trends["revenue_7d"][:6].isna().all() and trends["revenue_28d"][:27].isna().all()
     for i in (6, 7, 13, 100, len(revenue) // 2, len(revenue) - 1):
         assert trends["revenue_7d"][i] == window(i, 7), f"revenue_7d on {trends['sale_date'][i]}"
+    for i in (27, 28, 55, 100, len(revenue) - 1):
+        assert trends["revenue_28d"][i] == window(i, 28), f"revenue_28d on {trends['sale_date'][i]}"
     for i in range(len(revenue)):
         wow = change(window(i, 7), window(i, 7, back=7)) if i >= 13 else None
         mom = change(window(i, 28), window(i, 28, back=28)) if i >= 55 else None
