@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate, ingest
+from ecompipe import generate, ingest, transform
 from ecompipe.generate import COLUMNS, GenerateSpec
 
 BASE = GenerateSpec(scale=0.05)
@@ -100,3 +100,20 @@ def test_an_increment_before_any_signup_is_refused(engine, base, tmp_path):
     spec = GenerateSpec(scale=BASE.scale, as_of=date(1990, 1, 1), increment=True)
     with pytest.raises(ValueError, match="signed up before it"):
         generate.write_dataset(spec, tmp_path, engine=engine)
+
+
+def test_the_marts_rebuilt_after_an_increment_count_its_day(engine, base, tmp_path):
+    day = BASE.as_of + timedelta(days=9)
+    increment(day, tmp_path, engine)
+    ingest.load(tmp_path, engine, mode="upsert")
+    transform.build(engine)
+    with engine.connect() as conn:
+        expected = conn.execute(sa.text("""
+            select count(*), count(distinct customer_id) from orders o join order_statuses s using (status)
+            where s.is_revenue_bearing and o.order_ts::date = :day"""), {"day": day}).one()
+        shown = conn.execute(sa.text(
+            "select total_orders, unique_customers from daily_sales_summary where sale_date = :day"), {"day": day}).one()
+        customers = conn.scalar(sa.text("select count(*) from customers"))
+        summarised = conn.scalar(sa.text("select count(*) from customer_summary"))
+    assert tuple(shown) == tuple(expected) and expected[0] > 0
+    assert summarised == customers
