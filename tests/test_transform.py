@@ -420,3 +420,23 @@ def test_a_users_own_view_on_a_mart_stops_the_build_and_is_named(engine, built, 
             conn.execute(sa.text("drop view if exists my_report"))
     transform.build(engine)
     assert snapshot(engine) == before
+
+
+def test_two_builds_at_once_take_turns(engine, built):
+    before = snapshot(engine)
+    errors = []
+
+    def build():
+        try:
+            transform.build(engine)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert snapshot(engine) == before
+    assert not build_schema_exists(engine) and not transform_lock_held(engine)
