@@ -22,13 +22,14 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
-from ecompipe.settings import Settings
+from ecompipe.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,12 @@ class Built:
     seconds: float
 
 
+def model_path(name: str) -> Path:
+    return Settings().sql_dir / "transform" / f"{name}.sql"
+
+
 def model_sql(name: str) -> str:
-    return (Settings().sql_dir / "transform" / f"{name}.sql").read_text()
+    return model_path(name).read_text()
 
 
 def build(engine: Engine, progress=None) -> list[Built]:
@@ -193,7 +198,7 @@ def _naming(name: str):
     except psycopg2.OperationalError:
         raise  # the connection, not the model
     except psycopg2.Error as exc:
-        path = Settings().sql_dir.relative_to(Settings().sql_dir.parent) / "transform" / f"{name}.sql"
+        path = model_path(name).relative_to(PROJECT_ROOT)
         raise TransformError(f"{path}: {(exc.diag.message_primary or str(exc)).strip()}"
                              + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")) from exc
 
