@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
@@ -22,6 +21,8 @@ from psycopg2 import sql
 
 from ecompipe import generate, ingest, transform, warehouse
 from ecompipe.generate import COLUMNS
+
+from bench_ingest import timed
 
 DUCKDB_TYPES = {"bigint": "BIGINT", "integer": "INTEGER", "text": "VARCHAR", "date": "DATE", "boolean": "BOOLEAN",
                 "timestamp with time zone": "TIMESTAMPTZ"}
@@ -45,12 +46,11 @@ def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            for table in [*COLUMNS, "order_statuses"]:
-                cur.execute("""select column_name, format_type(atttypid, atttypmod) from information_schema.columns
-                               join pg_attribute on attrelid = %s::regclass and attname = column_name
-                               where table_name = %s and table_schema = current_schema() order by ordinal_position""",
-                            (table, table))
-                columns = {name: DUCKDB_TYPES.get(pg_type, pg_type.upper()) for name, pg_type in cur.fetchall()}
+            tables = [*COLUMNS, "order_statuses"]
+            types = ingest._Schema.read(cur, tables).types  # the column types ingest casts to, in column order
+            for table in tables:
+                columns = {name: DUCKDB_TYPES.get(full_type, full_type.upper())
+                           for name, (_, full_type, _, _) in types[table].items()}
                 path = folder / f"{table}.csv"
                 with open(path, "w") as f:
                     cur.copy_expert(sql.SQL("copy {} to stdout with (format csv, header true)").format(
@@ -64,12 +64,6 @@ def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
 def duckdb_build(db: duckdb.DuckDBPyConnection) -> None:
     for name in transform.TABLES:
         db.execute(f"create or replace table {name} as {transform.model_sql(name)}")
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -89,8 +83,8 @@ def main() -> None:
     rows = warehouse.table_counts(engine, list(COLUMNS))
     postgres_s, duckdb_s = [], []
     for _ in range(args.repeat):
-        postgres_s.append(timed(transform.build, engine))
-        duckdb_s.append(timed(duckdb_build, db))
+        postgres_s.append(timed(transform.build, engine)[0])
+        duckdb_s.append(timed(duckdb_build, db)[0])
     pg, dd = statistics.median(postgres_s), statistics.median(duckdb_s)
     print(f"{rows['orders']:,} orders, {rows['order_items']:,} lines, {rows['customers']:,} customers; "
           f"median of {args.repeat} runs")

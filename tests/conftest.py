@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from ecompipe import generate, warehouse
 from ecompipe.settings import PROJECT_ROOT, Settings
@@ -43,6 +44,14 @@ def tiny_raw(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("raw")
     generate.write_dataset(generate.GenerateSpec(scale=TINY), raw)
     return raw
+
+
+def fingerprint(engine, tables) -> dict:
+    """An order-independent digest of each table's or view's full contents: (rows, md5)."""
+    with engine.connect() as conn:
+        return {t: tuple(conn.execute(sa.text(
+            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t")).one())
+            for t in tables}
 
 
 def ecompipe(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ecompipe import generate, transform
 from ecompipe.generate import COLUMNS
 
-from conftest import TINY, ecompipe
+from conftest import TINY, ecompipe, fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +99,9 @@ def test_the_warehouse_holds_what_was_generated(two_runs, engine):
     assert counts["customer_summary"] == counts["customers"] and counts["order_totals"] == counts["orders"]
 
 
-def marts_fingerprint(engine) -> dict:
-    """An order-independent digest of every table and view of the marts."""
-    with engine.connect() as conn:
-        return {t: conn.execute(sa.text(
-            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t")).one()
-            for t in (*transform.TABLES, *transform.VIEWS)}
-
-
 def test_transform_alone_rebuilds_the_marts_of_the_last_run(two_runs, isolated_settings, engine):
     _, (_, last) = two_runs
-    before = marts_fingerprint(engine)
+    before = fingerprint(engine, (*transform.TABLES, *transform.VIEWS))
     done = ecompipe("run", "--stages", "transform", "--run-id", "transform-only")
     assert done.returncode == 0, done.stderr
     assert "Run transform-only succeeded." in done.stdout
@@ -120,7 +112,7 @@ def test_transform_alone_rebuilds_the_marts_of_the_last_run(two_runs, isolated_s
         ("transform", "succeeded", "outputs/runs/transform-only/03_transform.ipynb"),
     ]
     assert manifest["row_counts"] == last["row_counts"]
-    assert marts_fingerprint(engine) == before  # the same core tables give the same marts, row for row
+    assert fingerprint(engine, (*transform.TABLES, *transform.VIEWS)) == before  # the same core tables give the same marts, row for row
     assert manifest["files"] == {} and manifest["defects"] == {}  # it generated nothing and read no raw files
     assert len(charts(run_dir / "03_transform.ipynb")) >= 5
     assert not (run_dir / "01_generate.ipynb").exists() and not (run_dir / "02_ingest.ipynb").exists()

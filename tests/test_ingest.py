@@ -17,15 +17,13 @@ import sqlalchemy as sa
 from ecompipe import generate, ingest
 from ecompipe.generate import COLUMNS, DefectRates, GenerateSpec
 
+from conftest import fingerprint
+
 TABLES = [*COLUMNS, "quarantine"]
-FINGERPRINT = {  # an order-independent digest of each table's full contents
-    t: f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t" for t in TABLES
-}
 
 
 def snapshot(engine) -> dict:
-    with engine.connect() as conn:
-        return {t: tuple(conn.execute(sa.text(q)).one()) for t, q in FINGERPRINT.items()}
+    return fingerprint(engine, TABLES)
 
 
 @pytest.fixture(scope="module")

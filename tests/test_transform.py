@@ -19,17 +19,15 @@ import sqlalchemy as sa
 
 from ecompipe import ingest, transform
 
+from conftest import fingerprint
+
 MARTS = (*transform.TABLES, *transform.VIEWS)
-FINGERPRINT = {  # an order-independent digest of each table's and view's full contents
-    t: f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {t} t" for t in MARTS
-}
 FAR_FROM_UTC = "Pacific/Kiritimati"  # UTC+14: any order after 10:00 UTC falls on the next local day
 MIDNIGHT_SKIPPED = "America/Santiago"  # daylight saving starts at midnight: 2025-09-07 begins at 01:00
 
 
 def snapshot(engine) -> dict:
-    with engine.connect() as conn:
-        return {t: tuple(conn.execute(sa.text(q)).one()) for t, q in FINGERPRINT.items()}
+    return fingerprint(engine, MARTS)
 
 
 def transform_lock_held(engine) -> bool:

@@ -32,21 +32,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import psycopg2
 from psycopg2 import sql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ecompipe.generate import COLUMNS
+from ecompipe.warehouse import TRANSIENT, blaming
 
 log = logging.getLogger(__name__)
 
 MODES = ("replace", "upsert")
 COPY_BUFFER = 1 << 20  # psycopg2 sends 8 KB per round trip by default
 ATTEMPTS = 5
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
-"""A dropped connection, a server restarting: worth retrying the whole load."""
 
 
 class IngestError(RuntimeError):
@@ -167,7 +165,7 @@ def _stage(cur, table: str, path: Path, header: list[str]) -> int:
     cur.execute("select set_config('ecompipe.source_file', %s, true)", (str(path),))
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         sql.Identifier("staging", table), sql.SQL(", ").join(map(sql.Identifier, header)))
-    with open(path, "rb") as f, _blaming(path):
+    with open(path, "rb") as f, blaming(path, IngestError):
         cur.copy_expert(statement, f, size=COPY_BUFFER)
     return cur.rowcount
 
@@ -420,19 +418,6 @@ def _add_key(cur, table: str, name: str, definition: str) -> None:
         sql.SQL("alter table {} add constraint {} ").format(sql.Identifier(table), sql.Identifier(name))
         + sql.SQL(definition)  # pg_get_constraintdef output: the server's own text, not user input
     )
-
-
-@contextlib.contextmanager
-def _blaming(source):
-    """Turn a database error into an IngestError that names the file, and the line and column if known."""
-    try:
-        yield
-    except TRANSIENT:
-        raise
-    except psycopg2.Error as exc:
-        diag = exc.diag
-        parts = [diag.message_primary or str(exc).strip(), diag.message_detail, diag.context]
-        raise IngestError(f"{source}: " + "; ".join(p.strip() for p in parts if p)) from None
 
 
 def quarantine_reasons(engine: Engine, examples: int = 2) -> pd.DataFrame:

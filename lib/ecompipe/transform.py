@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
 from ecompipe.settings import PROJECT_ROOT, Settings
+from ecompipe.warehouse import blaming
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _build(engine: Engine, conn, progress) -> list[Built]:
             _swap(cur)
             for name in VIEWS:
                 started = time.perf_counter()
-                with _naming(name):
+                with _blaming(name):
                     cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
                 report(Built(name, "view", None, round(time.perf_counter() - started, 3)))
         conn.commit()
@@ -165,7 +165,7 @@ def _build_committed(conn, name: str, snapshot: str) -> Built:
 
 def _create_table(cur, name: str) -> Built:
     started = time.perf_counter()
-    with _naming(name), _planner(cur, PLANNER.get(name, {})):
+    with _blaming(name), _planner(cur, PLANNER.get(name, {})):
         cur.execute(sql.SQL("create table {} as\n").format(sql.Identifier(BUILD_SCHEMA, name))
                     + sql.SQL(model_sql(name)))
         rows = cur.rowcount
@@ -190,17 +190,9 @@ def _planner(cur, settings: dict[str, str]):
     _tune(cur, previous)
 
 
-@contextlib.contextmanager
-def _naming(name: str):
+def _blaming(name: str):
     """Say which model failed, and where it is."""
-    try:
-        yield
-    except psycopg2.OperationalError:
-        raise  # the connection, not the model
-    except psycopg2.Error as exc:
-        path = model_path(name).relative_to(PROJECT_ROOT)
-        raise TransformError(f"{path}: {(exc.diag.message_primary or str(exc)).strip()}"
-                             + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")) from exc
+    return blaming(model_path(name).relative_to(PROJECT_ROOT), TransformError)
 
 
 def _swap(cur) -> None:

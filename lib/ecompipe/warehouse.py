@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -43,6 +44,24 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 107 bytes; leave room for ".s.PGSQL.543
 
 class WarehouseError(RuntimeError):
     """The warehouse cannot be reached or started; the message says what to do."""
+
+
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
+"""A dropped connection, a server restarting: the connection's fault, not the statement's."""
+
+
+@contextlib.contextmanager
+def blaming(source, error: type[Exception]):
+    """Turn a database error into ``error`` naming ``source`` (a file, a model), with the server's detail and
+    context (line and column, where it knows them). Connection failures pass through as they are."""
+    try:
+        yield
+    except TRANSIENT:
+        raise
+    except psycopg2.Error as exc:
+        diag = exc.diag
+        parts = [diag.message_primary or str(exc).strip(), diag.message_detail, diag.context]
+        raise error(f"{source}: " + "; ".join(p.strip() for p in parts if p)) from None
 
 
 def normalise_url(raw: str) -> URL:

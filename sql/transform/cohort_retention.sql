@@ -44,20 +44,20 @@ active as (
 ),
 
 grid as (
-    select cohorts.cohort_month, cohorts.cohort_size, month::date as active_month
+    select cohorts.cohort_month, cohorts.cohort_size, month.active_month::date as active_month,
+        month.n - 1 as months_since_first
     from cohorts
     cross join last_month
     -- timestamps without a zone: a month starting at 01:00 (midnight skipped by daylight saving) stays in
     cross join lateral generate_series(
         cohorts.cohort_month::timestamp, last_month.last_month::timestamp, interval '1 month'
-    ) as month
+    ) with ordinality as month (active_month, n)
 ),
 
 final as (
     select
         grid.cohort_month,
-        ((extract(year from grid.active_month) - extract(year from grid.cohort_month)) * 12
-            + extract(month from grid.active_month) - extract(month from grid.cohort_month))::int as months_since_first,
+        grid.months_since_first::int as months_since_first,
         grid.active_month,
         grid.cohort_size,
         coalesce(active.active_customers, 0) as active_customers,
