@@ -64,8 +64,14 @@ def test_loading_the_same_files_twice_gives_the_same_tables(engine, tmp_path):
     ingest.load(tmp_path, engine)
     first = snapshot(engine)
     assert first["quarantine"][0] > 0
-    ingest.load(tmp_path, engine)
+    reports = ingest.load(tmp_path, engine)
     assert snapshot(engine) == first
+    # staging holds the latest load alone, numbered from its first line again, each row with its file
+    with engine.connect() as conn:
+        for r in reports:
+            staged = conn.execute(sa.text(f"select min(_line), max(_line), count(*), array_agg(distinct _file) "
+                                          f"from staging.{r.table}")).one()
+            assert tuple(staged) == (1, r.read, r.read, [r.file])
 
 
 def test_keys_are_enforced_after_a_load(engine, clean_raw):

@@ -162,7 +162,8 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
 
 def _stage(cur, table: str, path: Path, header: list[str]) -> int:
     """COPY the file, as text, into ``staging.<table>``; return the rows read."""
-    cur.execute("select set_config('ecompipe.source_file', %s, true)", (str(path),))
+    cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(
+        sql.Identifier("staging", table), sql.Literal(str(path))))
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         sql.Identifier("staging", table), sql.SQL(", ").join(map(sql.Identifier, header)))
     with open(path, "rb") as f, blaming(path, IngestError):
