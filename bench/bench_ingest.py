@@ -5,7 +5,16 @@
 The bare COPY loads each raw file into a fresh table shaped like its core table (same column types, no
 keys) and commits, which is the least any loader of these files must do: once from the client
 (``COPY FROM STDIN``, what ingest does) and once read by the server itself (``COPY FROM 'file'``, possible
-with the embedded warehouse only). Figures are medians; the client's peak RSS is this process's.
+with the embedded warehouse only).
+
+The contract's floor is the least a load that keeps ingest's promises must do, with no check at all: in
+one transaction, COPY each file into a staging table (text, numbered lines, its file), COPY it again into a
+typed table, index the primary keys, run the query a foreign key's validation runs, and commit. No loader
+that keeps every row as it arrived and enforces the keys can beat it on one connection, so
+``bare / floor`` bounds the ratio ingest can reach. (The indexes are not unique, because the files hold
+the generator's duplicate keys; building a unique one costs the same.)
+
+Figures are medians; the client's peak RSS is this process's.
 """
 
 from __future__ import annotations
@@ -51,6 +60,42 @@ def bare_copy(engine, raw_dir: Path, server_side: bool = False) -> int:
     return rows
 
 
+def contract_floor(engine, raw_dir: Path) -> None:
+    files = ingest.raw_files(raw_dir)
+    conn = engine.raw_connection()
+    try:
+        with conn.cursor() as cur:
+            schema = ingest._Schema.read(cur, list(COLUMNS))
+            for table, path in files.items():
+                staged, typed = (sql.Identifier(f"bench_floor_{kind}_{table}") for kind in ("staged", "typed"))
+                cur.execute(sql.SQL("create unlogged table {} (like {} including identity)").format(
+                    staged, sql.Identifier("staging", table)))
+                cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(
+                    staged, sql.Literal(str(path))))
+                cur.execute(sql.SQL("create table {} (like {})").format(typed, sql.Identifier(table)))
+                columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+                for target in (staged, typed):
+                    with open(path, "rb") as f:
+                        cur.copy_expert(sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
+                            target, columns), f, size=ingest.COPY_BUFFER)
+                cur.execute(sql.SQL("create index on {} ({})").format(
+                    typed, sql.SQL(", ").join(map(sql.Identifier, schema.keys[table]))))
+                for column, (parent, parent_column) in schema.references[table].items():
+                    cur.execute(sql.SQL(
+                        "select c.{c} from only {child} c left join only {parent} p on p.{pc} = c.{c} "
+                        "where p.{pc} is null and c.{c} is not null").format(
+                        c=sql.Identifier(column), child=typed, pc=sql.Identifier(parent_column),
+                        parent=sql.Identifier(f"bench_floor_typed_{parent}")))
+        conn.commit()
+        with conn.cursor() as cur:
+            for table in COLUMNS:
+                cur.execute(sql.SQL("drop table {}, {}").format(sql.Identifier(f"bench_floor_staged_{table}"),
+                                                                sql.Identifier(f"bench_floor_typed_{table}")))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def timed(fn, *args) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn(*args)
@@ -67,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
         raw_dir = Path(tmp)
         generate.write_dataset(generate.GenerateSpec(scale=args.scale), raw_dir)
-        ingest_s, client_s, server_s, rows = [], [], [], 0
+        ingest_s, client_s, server_s, floor_s, rows = [], [], [], [], 0
         server_side = Settings().database_url is None
         for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits all alike
             seconds, loaded = timed(ingest.load, raw_dir, engine)
@@ -76,6 +121,7 @@ def main() -> None:
             client_s.append(timed(bare_copy, engine, raw_dir)[0])
             if server_side:
                 server_s.append(timed(bare_copy, engine, raw_dir, True)[0])
+            floor_s.append(timed(contract_floor, engine, raw_dir)[0])
     ingest_med = statistics.median(ingest_s)
     print(f"scale {args.scale:g}: {rows:,} rows, median of {args.repeat} runs, "
           f"client peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
@@ -84,6 +130,9 @@ def main() -> None:
         if runs:
             med = statistics.median(runs)
             print(f"  {label}  : {med:8.2f} s {rows / med:>12,.0f} rows/s   ingest = {med / ingest_med:.2f}x of it")
+    client, floor = statistics.median(client_s), statistics.median(floor_s)
+    print(f"  contract floor          : {floor:8.2f} s {rows / floor:>12,.0f} rows/s   ingest = {floor / ingest_med:.2f}x of it;"
+          f" any loader keeping the contract <= {client / floor:.2f}x of the client-side bare COPY")
 
 
 if __name__ == "__main__":
