@@ -43,6 +43,7 @@ from ecompipe.warehouse import TRANSIENT, blaming
 log = logging.getLogger(__name__)
 
 MODES = ("replace", "upsert")
+MEMORY = "set local work_mem = '256MB'; set local maintenance_work_mem = '512MB'"  # sorts of keys, key indexes
 COPY_BUFFER = 1 << 20  # psycopg2 sends 8 KB per round trip by default
 ATTEMPTS = 5
 
@@ -128,7 +129,7 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
     try:
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('ecompipe.ingest'))")
-            cur.execute("set local work_mem = '256MB'; set local maintenance_work_mem = '512MB'")
+            cur.execute(MEMORY)
             cur.execute(sql.SQL("truncate {} restart identity").format(
                 sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
             read = {table: _stage(cur, table, path, headers[table]) for table, path in files.items()}
