@@ -11,8 +11,8 @@ The contract's floor is the least a load that keeps ingest's promises must do, w
 one transaction, COPY each file into a staging table (text, numbered lines, its file), COPY it again into a
 typed table, index the primary keys, run the query a foreign key's validation runs, and commit, with
 ingest's memory settings. A loader that keeps every row as it arrived and enforces the keys does at least
-this on one connection, so ``bare / floor`` bounds the ratio ingest can reach. (The indexes are not unique, because the files hold
-the generator's duplicate keys; building a unique one costs the same.)
+this on one connection, so ``bare / floor`` bounds the ratio ingest can reach. (The indexes are not
+unique, because the files hold the generator's duplicate keys; building a unique one costs the same.)
 
 Figures are medians; the client's peak RSS is this process's.
 """
@@ -33,22 +33,28 @@ from ecompipe.settings import Settings
 from ecompipe.generate import COLUMNS
 
 
+def client_copy(cur, target: sql.Identifier, table: str, path: Path) -> None:
+    """COPY ``path`` FROM STDIN into ``target``, as ingest sends a file."""
+    statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table])))
+    with open(path, "rb") as f:
+        cur.copy_expert(statement, f, size=ingest.COPY_BUFFER)
+
+
 def bare_copy(engine, raw_dir: Path, server_side: bool = False) -> int:
     conn = engine.raw_connection()
     rows = 0
     try:
         with conn.cursor() as cur:
             for table, path in ingest.raw_files(raw_dir).items():
-                bare = f"bench_bare_{table}"
-                cur.execute(sql.SQL("create table {} (like {})").format(sql.Identifier(bare), sql.Identifier(table)))
-                columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
+                bare = sql.Identifier(f"bench_bare_{table}")
+                cur.execute(sql.SQL("create table {} (like {})").format(bare, sql.Identifier(table)))
                 if server_side:
+                    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
                     cur.execute(sql.SQL("copy {} ({}) from {} with (format csv, header true)").format(
-                        sql.Identifier(bare), columns, sql.Literal(str(path.resolve()))))
+                        bare, columns, sql.Literal(str(path.resolve()))))
                 else:
-                    with open(path, "rb") as f:
-                        cur.copy_expert(sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
-                            sql.Identifier(bare), columns), f, size=ingest.COPY_BUFFER)
+                    client_copy(cur, bare, table, path)
                 rows += cur.rowcount
         conn.commit()
         with conn.cursor() as cur:
@@ -74,11 +80,8 @@ def contract_floor(engine, raw_dir: Path) -> None:
                 cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(
                     staged, sql.Literal(str(path))))
                 cur.execute(sql.SQL("create table {} (like {})").format(typed, sql.Identifier(table)))
-                columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
-                for target in (staged, typed):
-                    with open(path, "rb") as f:
-                        cur.copy_expert(sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
-                            target, columns), f, size=ingest.COPY_BUFFER)
+                client_copy(cur, staged, table, path)
+                client_copy(cur, typed, table, path)
                 cur.execute(sql.SQL("create index on {} ({})").format(
                     typed, sql.SQL(", ").join(map(sql.Identifier, schema.keys[table]))))
                 for column, (parent, parent_column) in schema.references[table].items():
@@ -132,7 +135,8 @@ def main() -> None:
             med = statistics.median(runs)
             print(f"  {label}  : {med:8.2f} s {rows / med:>12,.0f} rows/s   ingest = {med / ingest_med:.2f}x of it")
     client, floor = statistics.median(client_s), statistics.median(floor_s)
-    print(f"  contract floor          : {floor:8.2f} s {rows / floor:>12,.0f} rows/s   ingest = {floor / ingest_med:.2f}x of it;"
+    print(f"  contract floor          : {floor:8.2f} s {rows / floor:>12,.0f} rows/s   "
+          f"ingest = {floor / ingest_med:.2f}x of it;"
           f" any loader keeping the contract <= {client / floor:.2f}x of the client-side bare COPY")
 
 
