@@ -77,10 +77,8 @@ def contract_floor(engine, raw_dir: Path) -> None:
                 staged, typed = (sql.Identifier(f"bench_floor_{kind}_{table}") for kind in ("staged", "typed"))
                 cur.execute(sql.SQL("create unlogged table {} (like {} including identity)").format(
                     staged, sql.Identifier("staging", table)))
-                cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(
-                    staged, sql.Literal(str(path))))
                 cur.execute(sql.SQL("create table {} (like {})").format(typed, sql.Identifier(table)))
-                client_copy(cur, staged, table, path)
+                ingest._stage(cur, staged, path, COLUMNS[table])  # staged exactly as ingest stages
                 client_copy(cur, typed, table, path)
                 cur.execute(sql.SQL("create index on {} ({})").format(
                     typed, sql.SQL(", ").join(map(sql.Identifier, schema.keys[table]))))

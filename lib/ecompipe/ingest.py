@@ -132,7 +132,8 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
             cur.execute(MEMORY)
             cur.execute(sql.SQL("truncate {} restart identity").format(
                 sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
-            read = {table: _stage(cur, table, path, headers[table]) for table, path in files.items()}
+            read = {table: _stage(cur, sql.Identifier("staging", table), path, headers[table])
+                    for table, path in files.items()}
             schema = _Schema.read(cur, list(COLUMNS))
             if mode == "replace":
                 cur.execute(sql.SQL("truncate quarantine, {}").format(
@@ -161,12 +162,11 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
             conn.close()
 
 
-def _stage(cur, table: str, path: Path, header: list[str]) -> int:
-    """COPY the file, as text, into ``staging.<table>``; return the rows read."""
-    cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(
-        sql.Identifier("staging", table), sql.Literal(str(path))))
+def _stage(cur, target: sql.Identifier, path: Path, header: list[str]) -> int:
+    """COPY the file, as text, into ``target`` (``staging.<table>``); return the rows read."""
+    cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(target, sql.Literal(str(path))))
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
-        sql.Identifier("staging", table), sql.SQL(", ").join(map(sql.Identifier, header)))
+        target, sql.SQL(", ").join(map(sql.Identifier, header)))
     with open(path, "rb") as f, blaming(path, IngestError):
         cur.copy_expert(statement, f, size=COPY_BUFFER)
     return cur.rowcount

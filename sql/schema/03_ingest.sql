@@ -3,8 +3,8 @@
 --   quarantine     rows that broke a hard rule, with their raw values and every reason;
 --   ingest_loads   one row per load, with the reconciliation of each file.
 -- Staging is UNLOGGED: it is rebuilt by every load and need not survive a server crash.
--- Each load sets _file's default to its file, a constant per row; a function call per row, or an uncached
--- line sequence, made staging a third slower.
+-- Each load sets _file's default to its file, a constant per row. A function call per row and an uncached
+-- line sequence took about two fifths of staging's time.
 
 create schema if not exists staging;
 
