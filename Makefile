@@ -11,11 +11,15 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e ".[dev]"
-	$(BIN)/python -c "from ecompipe.runner import ensure_kernel; ensure_kernel()"
-	touch $@
+	@echo "Setting up $(VENV): Python packages for the pipeline (the first time takes about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "  [1/3] uv, the installer"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	@echo "  [2/3] ecompipe and its dependencies"
+	@$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e ".[dev]"
+	@echo "  [3/3] the ecompipe Jupyter kernel"
+	@$(BIN)/python -c "from ecompipe.runner import ensure_kernel; ensure_kernel()"
+	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the project with its Jupyter kernel
 
@@ -26,7 +30,7 @@ test: install ## Run the test suite (pass pytest options: make test ARGS="-k ing
 	$(BIN)/python -m pytest $(ARGS)
 
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install ## Print generation, ingest and transform speed (bench/)
 	$(BIN)/python bench/bench_generate.py

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate, transform
+from ecompipe import defects, generate, transform
 from ecompipe.generate import COLUMNS
 
 from conftest import TINY, ecompipe, fingerprint
@@ -55,7 +55,8 @@ def test_manifest_records_the_run(two_runs):
     assert manifest["run_id"] == "e2e-1" and manifest["status"] == "succeeded"
     assert manifest["finished_at"] >= manifest["started_at"]
     assert manifest["parameters"] == {"run_id": "e2e-1", "scale": TINY, "seed": 42, "as_of": "2026-11-24",
-                                      "increment": False, "clean": False, "defect_rates": {}, "raw_dir": ""}
+                                      "increment": False, "clean": False, "defect_rates": {}, "raw_dir": "",
+                                      "force": False}
     assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
         ("generate", "succeeded", "outputs/runs/e2e-1/01_generate.ipynb"),
         ("ingest", "succeeded", "outputs/runs/e2e-1/02_ingest.ipynb"),
@@ -81,7 +82,7 @@ def test_manifest_counts_planted_defects_and_reconciles_ingest(two_runs, isolate
     files = {f["table"]: f for f in manifest["ingest"]["files"]}
     assert set(files) == set(COLUMNS)
     assert all(f["read"] == f["loaded"] + f["quarantined"] for f in files.values())
-    hard = ledger[ledger["defect"].isin(generate.HARD_DEFECTS)]
+    hard = ledger[ledger["defect"].isin(defects.HARD)]
     assert sum(f["quarantined"] for f in files.values()) == len(hard)
     assert files["orders"]["loaded"] == manifest["row_counts"]["orders"]
 

@@ -105,7 +105,7 @@ def test_an_increment_before_any_signup_is_refused(engine, base, tmp_path):
 def test_the_marts_rebuilt_after_an_increment_count_its_day(engine, base, tmp_path):
     day = BASE.as_of + timedelta(days=9)
     increment(day, tmp_path, engine)
-    ingest.load(tmp_path, engine, mode="upsert")
+    ingest.load(tmp_path, engine, mode="upsert", as_of=day)  # the data is now as of that day
     transform.build(engine)
     with engine.connect() as conn:
         expected = conn.execute(sa.text("""

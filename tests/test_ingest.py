@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate, ingest
+from ecompipe import defects, generate, ingest
 from ecompipe.generate import COLUMNS, DefectRates, GenerateSpec
 
 from conftest import fingerprint
@@ -90,7 +90,7 @@ def test_every_planted_hard_defect_is_quarantined_with_its_reason_and_nothing_el
     reports = ingest.load(tmp_path, engine)
     assert all(r.reconciles for r in reports)
     ledger = pd.read_csv(tmp_path / generate.DEFECTS_FILE)
-    hard = ledger[ledger["defect"].isin(generate.HARD_DEFECTS)]
+    hard = ledger[ledger["defect"].isin(defects.HARD)]
     expected = {(f"{tmp_path}/{r.file}", r.line, {"duplicate_key": "duplicate key", "orphan_reference": "orphan"}[r.defect])
                 for r in hard.itertuples()}
     q = quarantine(engine)
@@ -147,7 +147,9 @@ def check_hard_rules(engine, raw) -> None:
     assert "quantity: '99999999999' is not a whole number that fits integer" in only(("order_items", "900004", "1"))
     assert "unit_price: '12345678901.00' is not a decimal number" in only(("order_items", "900004", "2"))
     assert "unit_price: '1e999'" in only(("order_items", "900004", "3"))
-    assert "orphan: order_id=900003 is not in orders" in only(("order_items", "900003", "1"))
+    # its order was refused itself: the reason says so, and why
+    assert (f"orphan: order_id=900003 was quarantined (orders.csv line {before_rows['orders']}: order_ts: "
+            "'2025-13-01 10:00:00Z' is not an ISO 8601 timestamp") in only(("order_items", "900003", "1"))
     assert len(q) == 10
     row = q[q["raw"].map(lambda r: r.get("customer_id") == "abc")].iloc[0]
     assert row["source_file"] == str(raw / "customers.csv")

@@ -9,7 +9,8 @@ import tomllib
 import nbformat
 import yaml
 
-from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
+from ecompipe import STAGES
+from ecompipe.settings import PROJECT_ROOT, Settings
 
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import ingest, transform
+from ecompipe import DEFAULT_AS_OF, ingest, transform
 
 REVENUE_STATUSES = ("placed", "shipped", "delivered")
 SUMMARIES = ("order_totals", "customer_summary", "product_summary", "daily_sales_summary", "monthly_sales_summary")
@@ -33,18 +33,20 @@ def built(engine, tiny_raw) -> dict:
 
 
 def load_build_read(engine, raw_dir) -> dict:
-    """Load ``raw_dir``, build the transform, and read back core and summary tables (a snapshot)."""
-    ingest.load(raw_dir, engine)
+    """Load ``raw_dir`` as of the generator's default as-of date, build the transform, and read back core and
+    summary tables (a snapshot)."""
+    ingest.load(raw_dir, engine, as_of=DEFAULT_AS_OF)
     transform.build(engine)
     with engine.connect() as conn:
         tz = conn.execute(sa.text("show timezone")).scalar_one()
+        as_of = conn.execute(sa.text("select as_of_date from data_as_of")).scalar_one()
         column_types = {
             (t, c): d for t, c, d in conn.execute(sa.text(
                 "select table_name, column_name, data_type from information_schema.columns "
                 "where table_schema = 'public' and table_name = any(:t)"), {"t": list(SUMMARIES)})
         }
     frames = {t: pd.read_sql(f"select * from {t}", engine) for t in (*CORE, *SUMMARIES)}
-    return {"tz": tz, "column_types": column_types, **frames}
+    return {"tz": tz, "as_of": as_of, "column_types": column_types, **frames}
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +124,20 @@ def recompute(db: dict) -> dict:
     items["rev_c"] = items["quantity"] * cents(items["unit_price"]) - cents(items["discount"]).fillna(0)
     unit_cost = pd.Series(cents(products["unit_cost"]).to_numpy(), index=products["product_id"])
 
-    # Orders: revenue (0 without lines), date in the session's time zone, revenue-bearing or not.
+    # Orders: revenue (0 without lines), date in the session's time zone, revenue-bearing or not. The as-of
+    # rule: an order dated after the data's as-of date has no date.
     order_rev = items.groupby("order_id")["rev_c"].sum()  # skips nulls; all-null sums to 0
     orders["rev_c"] = orders["order_id"].map(order_rev).fillna(0).astype("Int64")
     ts = pd.to_datetime(orders["order_ts"], utc=True).dt.tz_convert(db["tz"])
-    orders["odate"] = ts.dt.tz_localize(None).dt.normalize()
+    as_of = pd.Timestamp(db["as_of"])
+    day = ts.dt.tz_localize(None).dt.normalize()
+    orders["after_as_of"] = day > as_of
+    orders["odate"] = day.where(~orders["after_as_of"])
     orders["revenue_bearing"] = orders["status"].isin(REVENUE_STATUSES)
     units = items.groupby("order_id")["quantity"].sum()  # skips nulls
     ot = orders[["order_id", "customer_id", "status"]].assign(
-        order_date=orders["odate"], is_revenue_bearing=orders["revenue_bearing"],
+        order_date=orders["odate"], is_after_as_of=orders["after_as_of"], is_revenue_bearing=orders["revenue_bearing"],
         units=orders["order_id"].map(units).fillna(0).astype("Int64"), revenue=money(orders["rev_c"]))
-    as_of = orders["odate"].max()
     rb = orders[orders["revenue_bearing"]]
     rb_items = items.merge(rb[["order_id", "customer_id", "odate"]], on="order_id", how="inner")
 
@@ -284,7 +289,8 @@ def assert_date_typed(built: dict, table: str, *columns: str) -> None:
 
 CONTRACT = {  # table: (key, {column: kind})
     "order_totals": ("order_id", {
-        "customer_id": "int", "status": "text", "order_date": "date", "is_revenue_bearing": "text",
+        "customer_id": "int", "status": "text", "order_date": "date", "is_after_as_of": "text",
+        "is_revenue_bearing": "text",
         "units": "int", "revenue": "money",
     }),
     "customer_summary": ("customer_id", {
@@ -411,6 +417,8 @@ def spoil(raw_dir, core: dict) -> dict:
     done["emptied_month"] = "2025-06"
     emptied = set(rb.loc[rb["month"] == done["emptied_month"], "oid"])
     later = [o for o in rb["oid"] if o not in set(done["undated"]) | emptied]
+    # the as-of rule: orders dated after the as-of date, one of them a buyer's last order
+    done["after_as_of"] = {later.pop(): "2026-12-01 10:00:00Z", later.pop(): "2026-11-25 00:00:01Z"}
     done["odd_status"] = {later[0]: "pending", later[1]: "refunded", later[2]: ""}
     line_counts = items.groupby(items["order_id"].astype(str)).size()
     multi = [o for o in later[3:] if line_counts.get(o, 0) >= 2]
@@ -437,6 +445,7 @@ def spoil(raw_dir, core: dict) -> dict:
         for row in rows:
             if row[oid] in done["undated"]:
                 row[ts] = ""
+            row[ts] = done["after_as_of"].get(row[oid], row[ts])
             if row[oid] in emptied:
                 row[st] = "cancelled"
             if row[oid] in done["odd_status"]:
@@ -482,6 +491,9 @@ def test_the_spoiled_copy_has_the_edge_rows(edge):
     orders, items, cs = db["orders"], db["order_items"], exp["customer_summary"]
     by_id = orders.set_index(orders["order_id"].astype(str))
     assert by_id.loc[done["undated"], "order_ts"].isna().all()
+    after = db["order_totals"].set_index(db["order_totals"]["order_id"].astype(str)).loc[list(done["after_as_of"])]
+    assert after["is_after_as_of"].all() and after["order_date"].isna().all()
+    assert db["as_of"] == DEFAULT_AS_OF
     lone_buyers = by_id.loc[done["undated"][:2], "customer_id"]
     assert cs.set_index("customer_id").loc[lone_buyers, "last_order_date"].isna().all()
     assert (cs.loc[cs["last_order_date"].isna(), "total_orders"] > 0).sum() >= 2, "buyers with no dated order"

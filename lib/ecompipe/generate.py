@@ -34,11 +34,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from faker import Faker
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from ecompipe.defects import CATALOGUE
+from ecompipe.warehouse import increment_parameters
+from ecompipe import DEFAULT_AS_OF
 
 CUSTOMERS_PER_SCALE = 10_000
 ORDERS_PER_SCALE = 50_000
-DEFAULT_AS_OF = date(2026, 11, 24)
 CHUNK_ROWS = 100_000
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -115,22 +118,12 @@ ORPHAN_ID_OFFSET = 10**12
 NULLABLE_REQUIRED = {"customers": ("first_name", "last_name", "email", "country"), "orders": ("payment_method", "status")}
 
 
-class DefectRates(BaseModel):
-    """Share of rows given each defect. Defaults are small, so the demo has something to find."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    null_required: float = Field(0.004, ge=0, le=0.2, description="customers and orders: a required field left empty")
-    malformed_email: float = Field(0.003, ge=0, le=0.2, description="customers: an email that is not one")
-    duplicate_key: float = Field(0.001, ge=0, le=0.2, description="customers, orders, lines: an extra row reusing a key")
-    orphan_reference: float = Field(0.001, ge=0, le=0.2, description="an order of an unknown customer, a line of an unknown product")
-    nonpositive_value: float = Field(0.002, ge=0, le=0.2, description="lines: zero or negative quantity or unit price")
-    bad_timestamp: float = Field(0.002, ge=0, le=0.2, description="orders: timestamp in the future or before the signup")
-    outlier_amount: float = Field(0.001, ge=0, le=0.2, description="orders: lines scaled to 10-50x a typical order")
-
-
-HARD_DEFECTS = ("duplicate_key", "orphan_reference")
-"""Defects that break a key: ingest quarantines these rows. The rest load, to be flagged downstream."""
+DefectRates = create_model(
+    "DefectRates",
+    __config__=ConfigDict(frozen=True, extra="forbid"),
+    __doc__="Share of rows given each defect type; the defaults are the catalogue's.",
+    **{d.name: (float, Field(d.rate, ge=0, le=0.2, description=d.what)) for d in CATALOGUE},
+)
 
 
 class GenerateSpec(BaseModel):
@@ -440,14 +433,18 @@ def _orders(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.nd
         missing[col] = np.zeros(n, dtype=bool)
         missing[col][nulls[null_col == col]] = True
         defects.add("orders", nulls[null_col == col], order_ids[nulls[null_col == col]], col, "null_required")
+    # Timestamp slips: after the as-of date, or a few days before the customer's signup, like a mistyped
+    # date. Before the signup only where that stays inside the history; elsewhere after as-of. Both keep two
+    # days clear of the boundary, so they stay defects in any session time zone.
     bad_ts = _pick(u, rates.null_required, rates.bad_timestamp)
-    future = rng.random(bad_ts.size) < 0.5
+    slip_days = rng.integers(2, 8, bad_ts.size)
+    slipped_day = shop.signup_day[customer_idx[bad_ts]] - slip_days
+    future = (rng.random(bad_ts.size) < 0.5) | (slipped_day < 0)
     as_of_end = first_day + spec.history_days * 86_400
-    signup_epoch = first_day + shop.signup_day[customer_idx[bad_ts]].astype(np.int64) * 86_400
-    epoch[bad_ts] = np.where(future, as_of_end + rng.integers(3600, 30 * 86_400, bad_ts.size),
-                             signup_epoch - rng.integers(86_400, 90 * 86_400, bad_ts.size))
+    epoch[bad_ts] = np.where(future, as_of_end + rng.integers(2 * 86_400, 30 * 86_400, bad_ts.size),
+                             first_day + slipped_day.astype(np.int64) * 86_400 + seconds[bad_ts])
     defects.add("orders", bad_ts, order_ids[bad_ts], "order_ts", "bad_timestamp",
-                np.where(future, "in the future", "before the signup").astype(object))
+                np.where(future, "after the as-of date", "before the signup").astype(object))
     # Outliers: an ordinary order's quantities scaled so its amount is 10-50x the chunk's median order.
     amount = np.bincount(line_order, weights=quantity * price, minlength=n)
     typical = np.median(amount)
@@ -622,6 +619,8 @@ def write_dataset(spec: GenerateSpec, out_dir: Path, progress=None, engine=None,
     customers and products in the warehouse behind ``engine``. ``progress`` is an optional callable
     taking the number of orders just written (a tqdm bar's ``update``).
     """
+    if spec.increment:  # refused before anything is written when the warehouse was generated otherwise
+        increment_parameters(engine, spec.scale, spec.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     profile = Profile()
     with _CsvFiles(out_dir) as files:

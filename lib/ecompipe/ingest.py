@@ -27,8 +27,9 @@ import contextlib
 import csv
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -56,9 +57,10 @@ class IngestError(RuntimeError):
 class FileReport:
     file: str
     table: str
-    read: int
+    read: int  # records read, the header and blank lines not counted
     loaded: int
     quarantined: int
+    blank_lines: int = 0  # skipped: they hold no row
 
     @property
     def reconciles(self) -> bool:
@@ -101,8 +103,14 @@ def read_header(path: Path, table: str) -> list[str]:
     return names
 
 
-def load(raw_dir: Path, engine: Engine, mode: str = "replace") -> list[FileReport]:
+def load(raw_dir: Path, engine: Engine, mode: str = "replace", as_of: date | None = None,
+         scale: float | None = None, seed: int | None = None, guard: bool = False) -> list[FileReport]:
     """Load the four raw files of ``raw_dir``; return each file's reconciliation.
+
+    ``as_of`` is the data's as-of date (default: the load's date in the database session's time zone);
+    ``scale`` and ``seed`` say which generator made the files, if one did. All three are recorded with the
+    load. With ``guard``, a replace load that would empty a core table or shrink it by more than half is
+    refused: a load nobody asked for by name must not destroy data.
 
     Raises :class:`IngestError` naming the file (and line and column, where known), with nothing committed.
     """
@@ -117,13 +125,22 @@ def load(raw_dir: Path, engine: Engine, mode: str = "replace") -> list[FileRepor
     try:
         for attempt in retrying:
             with attempt:
-                return _load_once(raw_dir, files, headers, engine, mode)
+                return _load_once(raw_dir, files, headers, engine, mode, _Record(as_of, scale, seed), guard)
     except TRANSIENT as exc:
         raise IngestError(f"{raw_dir}: the warehouse could not be reached after {ATTEMPTS} attempts: "
                           f"{str(exc).strip()}") from exc
 
 
-def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
+@dataclass
+class _Record:
+    """What a load records about its data in ``ingest_loads``."""
+
+    as_of: date | None
+    scale: float | None
+    seed: int | None
+
+
+def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bool) -> list[FileReport]:
     started = datetime.now(timezone.utc)
     conn = engine.raw_connection()
     try:
@@ -132,11 +149,14 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
             cur.execute(MEMORY)
             cur.execute(sql.SQL("truncate {} restart identity").format(
                 sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
-            read = {table: _stage(cur, sql.Identifier("staging", table), path, headers[table])
-                    for table, path in files.items()}
+            staged = {table: _stage(cur, sql.Identifier("staging", table), path, headers[table])
+                      for table, path in files.items()}
+            read = {table: rows for table, (rows, _) in staged.items()}
             schema = _Schema.read(cur, list(COLUMNS))
             if mode == "replace":
-                cur.execute(sql.SQL("truncate quarantine, {}").format(
+                before = _core_counts(cur) if guard else {}
+                # A full load starts the warehouse's history again: increments reserve ids after it alone.
+                cur.execute(sql.SQL("truncate quarantine, increment_ids, {}").format(
                     sql.SQL(", ").join(map(sql.Identifier, reversed(COLUMNS)))))
                 keys = _drop_keys(cur, list(COLUMNS))
             else:
@@ -144,13 +164,19 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
             reports = []
             for table, path in files.items():  # parents first, so children's references can be checked
                 loaded, quarantined = _promote(cur, table, schema, mode, read[table])
-                reports.append(FileReport(str(path), table, read[table], loaded, quarantined))
-                log.info("%s: %s rows read, %s loaded, %s quarantined", path, read[table], loaded, quarantined)
+                reports.append(FileReport(str(path), table, read[table], loaded, quarantined, staged[table][1]))
+                log.info("%s: %s rows read, %s loaded, %s quarantined, %s blank lines skipped",
+                         path, read[table], loaded, quarantined, staged[table][1])
             if mode == "replace":
+                if guard:
+                    _refuse_shrinking(before, {r.table: r.loaded for r in reports})
                 for table, name, definition in reversed(keys):
                     _add_key(cur, table, name, definition)
-            cur.execute("insert into ingest_loads (source_dir, mode, started_at, files) values (%s, %s, %s, %s)",
-                        (str(raw_dir), mode, started, json.dumps([asdict(r) for r in reports])))
+            cur.execute("""
+                insert into ingest_loads (source_dir, mode, started_at, files, as_of, scale, seed)
+                values (%s, %s, %s, %s, coalesce(%s, current_date), %s, %s)""",
+                        (str(raw_dir), mode, started, json.dumps([asdict(r) for r in reports]),
+                         record.as_of, record.scale, record.seed))
         conn.commit()
         return reports
     except BaseException:
@@ -162,14 +188,95 @@ def _load_once(raw_dir, files, headers, engine, mode) -> list[FileReport]:
             conn.close()
 
 
-def _stage(cur, target: sql.Identifier, path: Path, header: list[str]) -> int:
-    """COPY the file, as text, into ``target`` (``staging.<table>``); return the rows read."""
+def _stage(cur, target: sql.Identifier, path: Path, header: list[str]) -> tuple[int, int]:
+    """COPY the file, as text, into ``target`` (``staging.<table>``); return the rows read and the blank
+    lines skipped. Rows keep the line numbers they have in the file, blank lines counted."""
     cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(target, sql.Literal(str(path))))
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         target, sql.SQL(", ").join(map(sql.Identifier, header)))
     with open(path, "rb") as f, blaming(path, IngestError):
-        cur.copy_expert(statement, f, size=COPY_BUFFER)
-    return cur.rowcount
+        records = WithoutBlankLines(f)
+        cur.copy_expert(statement, records, size=COPY_BUFFER)
+    rows = cur.rowcount
+    if records.rows_after_blank:  # they sit further down the file than COPY counted: one line per blank line
+        before = _rows_before_blank_lines(path)
+        cur.execute(sql.SQL("""
+            update {} s set _line = s._line + (select count(*) from unnest(%s::bigint[]) as b(rows_before)
+                                               where b.rows_before < s._line)
+            where s._line > %s""").format(target), (before, min(before)))
+    return rows, records.blank
+
+
+class WithoutBlankLines:
+    """A raw file as COPY should read it: blank lines (empty, or only spaces, tabs and a carriage return)
+    outside quoted fields are left out and counted. A blank line inside a quoted field is data, and kept.
+
+    Blocks without a blank line, nearly all of them, pass through untouched at the cost of one search.
+    """
+
+    _CANDIDATE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
+
+    def __init__(self, f):
+        self.f = f
+        self.carry = b""  # the last line read, unfinished
+        self.quotes = 0  # quote characters passed: odd means inside a quoted field
+        self.blank = 0
+        self.rows_after_blank = False  # a blank line has rows after it: their line numbers need moving
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            block = self.f.read(size if size and size > 0 else COPY_BUFFER)
+            data = self.carry + block
+            if not block:  # the end: what is left is the last line, without a newline
+                self.carry = b""
+                return self._lines(data) if data else b""
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                data, self.carry = data[:cut], data[cut:]
+                return self._lines(data)
+            self.carry = data  # no line ends in it yet
+
+    def _lines(self, data: bytes) -> bytes:
+        if not self._CANDIDATE.search(data):
+            self.rows_after_blank |= self.blank > 0
+            self.quotes += data.count(b'"')
+            return data
+        kept = []
+        for line in _split_lines(data):
+            if self.quotes % 2 == 0 and not line.strip(b" \t\r\n"):
+                self.blank += 1
+                continue
+            self.rows_after_blank |= self.blank > 0
+            self.quotes += line.count(b'"')
+            kept.append(line)
+        return b"".join(kept)
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """Physical lines, each with its newline (the last may have none); only ``\\n`` ends a line."""
+    lines = data.split(b"\n")
+    last = lines.pop()
+    return [line + b"\n" for line in lines] + ([last] if last else [])
+
+
+def _rows_before_blank_lines(path: Path) -> list[int]:
+    """For each blank line outside a quoted field, the number of rows (records after the header) before it.
+
+    A second, slower reading of the file, needed only when a blank line has rows after it.
+    """
+    before, rows, quotes, header = [], 0, 0, True
+    with open(path, "rb") as f:
+        for line in f:
+            if quotes % 2 == 0 and not line.strip(b" \t\r\n"):
+                before.append(rows)
+                continue
+            quotes += line.count(b'"')
+            if quotes % 2 == 0:  # the record ends with this line
+                if header:
+                    header = False
+                else:
+                    rows += 1
+    return before
 
 
 # ---------------------------------------------------------------- promotion
@@ -305,7 +412,7 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
                 bad=unparsed, raw=raw, msg=lit(f"{column}: %L is not {expected}")))
         elif column in keys or column in refs:
             typed.append(sql.SQL(", {} as {}").format(raw, ident(f"t_{column}")))
-        if column in keys:
+        if column in keys or column in refs:  # a row without its key, or without its parent's, cannot be linked
             empty = sql.SQL("({} is null)").format(raw)
             broken.append(empty)
             reasons.append(sql.SQL("case when {} then {} end").format(empty, lit(f"null key: {column} is empty")))
@@ -319,14 +426,26 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
                            ).format(key=key_text))
     joins, orphan_flags = [], []
     for n, (column, (parent, parent_column)) in enumerate(refs.items()):
-        alias, flag = ident(f"p{n}"), ident(f"orphan_{column}")
+        alias, flag, refused = ident(f"p{n}"), ident(f"orphan_{column}"), ident(f"q{n}")
         joins.append(sql.SQL("left join {p} {a} on {a}.{pc} = k.{c}").format(
             p=ident(parent), a=alias, pc=ident(parent_column), c=ident(f"t_{column}")))
-        orphan_flags.append(sql.SQL(", (k.{c} is not null and {a}.{pc} is null) as {flag}").format(
-            c=ident(f"t_{column}"), a=alias, pc=ident(parent_column), flag=flag))
+        # The parent may have been refused itself: then say so, and why, rather than "not in".
+        joins.append(sql.SQL("""left join (
+                select distinct on (btrim(raw ->> {pc})) btrim(raw ->> {pc}) as key,
+                       format('%s line %s: %s', regexp_replace(source_file, '^.*/', ''), line,
+                              array_to_string(reasons, '; ')) as why
+                from quarantine where table_name = {p} order by btrim(raw ->> {pc}), source_file, line
+            ) {q} on {q}.key = k.{c}::text""").format(
+            p=lit(parent), pc=lit(parent_column), q=refused, c=ident(f"t_{column}")))
+        orphan_flags.append(sql.SQL(", (k.{c} is not null and {a}.{pc} is null) as {flag}, {q}.why as {why}").format(
+            c=ident(f"t_{column}"), a=alias, pc=ident(parent_column), flag=flag, q=refused,
+            why=ident(f"refused_{column}")))
         broken.append(flag)
-        reasons.append(sql.SQL("case when {flag} then format({msg}, {c}) end").format(
-            flag=flag, c=ident(f"t_{column}"), msg=lit(f"orphan: {column}=%s is not in {parent}")))
+        reasons.append(sql.SQL("""case when {flag} then case
+                when {why} is null then format({msg}, {c}) else format({msg_refused}, {c}, {why}) end end""").format(
+            flag=flag, c=ident(f"t_{column}"), why=ident(f"refused_{column}"),
+            msg=lit(f"orphan: {column}=%s is not in {parent}"),
+            msg_refused=lit(f"orphan: {column}=%s was quarantined (%s)")))
 
     cur.execute(sql.SQL("""
         with typed as (
@@ -395,6 +514,27 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
     return loaded, quarantined
 
 
+# ---------------------------------------------------------------- the guard
+
+def _core_counts(cur) -> dict[str, int]:
+    counts = {}
+    for table in COLUMNS:
+        cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table)))
+        counts[table] = cur.fetchone()[0]
+    return counts
+
+
+def _refuse_shrinking(before: dict[str, int], after: dict[str, int]) -> None:
+    """Refuse a replace that would empty a core table or shrink it by more than half."""
+    shrinking = [f"{t} {before[t]:,} -> {after[t]:,} rows" for t in COLUMNS
+                 if before[t] and (after[t] == 0 or after[t] * 2 < before[t])]
+    if shrinking:
+        dropped = sum(before[t] - after[t] for t in COLUMNS if after[t] < before[t])
+        raise IngestError(
+            f"refused: this replace load would drop {dropped:,} rows ({'; '.join(shrinking)}); "
+            "to replace the warehouse anyway, set force = True (02_ingest) or run `ecompipe run --force`")
+
+
 # ---------------------------------------------------------------- keys
 
 def _drop_keys(cur, tables: list[str]) -> list[tuple[str, str, str]]:
@@ -444,7 +584,9 @@ def latest_load(engine: Engine) -> dict | None:
     """The newest row of ``ingest_loads``: when, what, and each file's reconciliation."""
     with engine.connect() as conn:
         row = conn.execute(sa.text(
-            "select load_id, source_dir, mode, started_at, finished_at, files from ingest_loads "
+            "select load_id, source_dir, mode, started_at, finished_at, as_of, scale, seed, files from ingest_loads "
             "order by load_id desc limit 1")).mappings().one_or_none()
-    return None if row is None else {**row, "started_at": row["started_at"].isoformat(),
-                                     "finished_at": row["finished_at"].isoformat()}
+    if row is None:
+        return None
+    return {**row, "started_at": row["started_at"].isoformat(), "finished_at": row["finished_at"].isoformat(),
+            "as_of": row["as_of"] and row["as_of"].isoformat(), "scale": row["scale"] and float(row["scale"])}

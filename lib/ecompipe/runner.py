@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import subprocess
 import sys
@@ -22,9 +21,10 @@ from pathlib import Path
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import ingest, transform, warehouse
-from ecompipe.generate import COLUMNS, DEFAULT_AS_OF, DEFECTS_FILE
-from ecompipe.settings import PROJECT_ROOT, STAGES, Settings
+from ecompipe import ingest, runs, transform, warehouse
+from ecompipe.generate import COLUMNS, DEFECTS_FILE
+from ecompipe import STAGES
+from ecompipe.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,24 @@ PACKAGES = ("ecompipe", "pandas", "numpy", "faker", "pyarrow", "sqlalchemy", "ps
 
 
 class RunParameters(BaseModel):
-    """What a run was asked to do. Written into every notebook and the manifest: never a secret."""
+    """What a run was asked to do. Written into every notebook and the manifest: never a secret.
+
+    Generator parameters (scale, seed, clean, defect rates) are None for a run that generates nothing
+    from them (``--raw-dir``), and are then left out of the manifest and the notebooks.
+    """
 
     run_id: str
-    scale: float = 1.0
-    seed: int = 42
-    as_of: str = DEFAULT_AS_OF.isoformat()
+    scale: float | None = None
+    seed: int | None = None
+    as_of: str | None = None  # None with --raw-dir: the load's date
     increment: bool = False
-    clean: bool = False
-    defect_rates: dict[str, float] = {}
+    clean: bool | None = None
+    defect_rates: dict[str, float] | None = None
     raw_dir: str = ""
+    force: bool = False  # replace the warehouse even where ingest's guard would refuse
+
+    def recorded(self) -> dict:
+        return self.model_dump(exclude_none=True)
 
 
 class StageFailed(RuntimeError):
@@ -74,6 +82,9 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise ValueError(f"Unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    if params.increment and "generate" in stages:  # refused here, before anything is generated
+        scale, seed = warehouse.increment_parameters(warehouse.get_engine(settings), params.scale, params.seed)
+        params = params.model_copy(update={"scale": scale, "seed": seed})
     run_dir = settings.run_dir(params.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
@@ -82,31 +93,42 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         "status": "running",
         "started_at": _now(),
         "finished_at": None,
-        "parameters": params.model_dump(),
+        "parameters": params.recorded(),
         "stages": [],
+        "error": None,
         "row_counts": {},
         "files": {},
         "defects": {},
         "ingest": None,
+        "quarantine": [],
         "packages": _package_versions(),
         "git_commit": _git_commit(),
     }
-    _write(run_dir, manifest)
+    runs.write(run_dir, manifest)
     ordered = [s for s in STAGES if s in stages]
+    started = False
     try:
         with warehouse.run_lock(warehouse.get_engine(settings), f"ecompipe run {params.run_id}"):
+            started = True
             _run_stages(ordered, params, settings, run_dir, manifest)
         manifest["status"] = "succeeded"
-    except BaseException:
+    except StageFailed as exc:
         manifest["status"] = "failed"
+        manifest["error"] = {"stage": exc.stage, "notebook": _relative(exc.notebook, settings), "cell": exc.cell,
+                             "exception": exc.error}
+        raise
+    except BaseException as exc:
+        manifest["status"] = "failed"
+        manifest["error"] = {"stage": None, "exception": f"{type(exc).__name__}: {exc}"}
         raise
     finally:
         manifest["finished_at"] = _now()
         raw_dir = Path(params.raw_dir) if params.raw_dir else run_dir / "raw"
         manifest["files"] = _file_hashes(raw_dir)
         manifest["defects"] = _defect_counts(raw_dir)
-        manifest["row_counts"] = _row_counts(settings)
-        _write(run_dir, manifest)
+        if started:  # a run refused at the door changed nothing: it has nothing to count
+            manifest["row_counts"] = _row_counts(settings)
+        runs.write(run_dir, manifest)
     return manifest
 
 
@@ -116,17 +138,16 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
     for number, stage in enumerate(ordered, start=1):
         notebook = settings.notebook(stage)
         output = run_dir / notebook.name
-        entry = {"name": stage, "notebook": str(output.relative_to(settings.outputs_dir.parent)),
-                 "status": "running", "seconds": None}
+        entry = {"name": stage, "notebook": _relative(output, settings), "status": "running", "seconds": None}
         manifest["stages"].append(entry)
-        _write(run_dir, manifest)
+        runs.write(run_dir, manifest)
         log.info("[%d/%d] %s", number, len(ordered), stage)
         declared = pm.inspect_notebook(str(notebook))
         started = time.perf_counter()
         try:
             pm.execute_notebook(
                 str(notebook), str(output),
-                parameters={k: v for k, v in params.model_dump().items() if k in declared},
+                parameters={k: v for k, v in params.recorded().items() if k in declared},
                 kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
                 progress_bar=sys.stderr.isatty(), log_output=False,
                 # Unix sockets rather than unencrypted TCP between papermill and the kernel.
@@ -137,25 +158,21 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
             raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
         entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
         if stage == "ingest":
-            manifest["ingest"] = ingest.latest_load(warehouse.get_engine(settings))
+            engine = warehouse.get_engine(settings)
+            manifest["ingest"] = ingest.latest_load(engine)
+            manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
+                                      for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
         log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
 
 
-def list_runs(settings: Settings | None = None) -> list[dict]:
-    """Every run with a manifest, newest first."""
-    settings = settings or Settings()
-    runs = []
-    for path in settings.runs_dir.glob("*/manifest.json"):
-        try:
-            runs.append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            log.warning("Skipping unreadable manifest %s", path)
-    return sorted(runs, key=lambda m: m["started_at"], reverse=True)
+def _relative(path: Path, settings: Settings) -> str:
+    return str(path.relative_to(settings.outputs_dir.parent))
 
 
 def _row_counts(settings: Settings) -> dict[str, int]:
     try:
-        return warehouse.table_counts(warehouse.get_engine(settings), [*COLUMNS, *transform.TABLES])
+        return warehouse.table_counts(warehouse.get_engine(settings), [*COLUMNS, *transform.TABLES],
+                                      lock_timeout="2s")
     except Exception as exc:  # a run that failed to reach the warehouse still gets its manifest
         log.warning("Could not count warehouse rows: %s", exc)
         return {}
@@ -164,11 +181,8 @@ def _row_counts(settings: Settings) -> dict[str, int]:
 def _file_hashes(raw_dir: Path) -> dict[str, str]:
     hashes = {}
     for path in sorted(raw_dir.glob("*.csv")):
-        digest = hashlib.sha256()
         with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        hashes[path.name] = f"sha256:{digest.hexdigest()}"
+            hashes[path.name] = f"sha256:{hashlib.file_digest(f, 'sha256').hexdigest()}"
     return hashes
 
 
@@ -203,8 +217,3 @@ def _git_commit() -> str | None:
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-
-def _write(run_dir: Path, manifest: dict) -> None:
-    tmp = run_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(run_dir / "manifest.json")

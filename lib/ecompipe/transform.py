@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
@@ -207,14 +206,3 @@ def _swap(cur) -> None:
         cur.execute(sql.SQL("alter table {} set schema {}").format(
             sql.Identifier(BUILD_SCHEMA, name), sql.Identifier(published)))
     cur.execute(sql.SQL("drop schema {}").format(sql.Identifier(BUILD_SCHEMA)))
-
-
-def revenue_totals(engine: Engine) -> pd.Series:
-    """Revenue as each summary table totals it. Every revenue-bearing line counts once by product and once by
-    customer; the days and the months cover the same dated orders. Unequal figures mean a broken model."""
-    return pd.read_sql("""
-        select (select sum(total_revenue) from product_summary) as by_product,
-               (select sum(total_spent) from customer_summary) as by_customer,
-               (select sum(total_revenue) from daily_sales_summary) as by_day,
-               (select sum(total_revenue) from monthly_sales_summary) as by_month""", engine).iloc[0]
-

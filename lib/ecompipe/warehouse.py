@@ -69,7 +69,11 @@ def normalise_url(raw: str) -> URL:
 
     SQLAlchemy 2.1 maps a bare ``postgresql://`` URL to psycopg 3, which is not installed.
     """
-    url = make_url(raw.replace("postgres://", "postgresql://", 1) if raw.startswith("postgres://") else raw)
+    try:
+        url = make_url(raw.replace("postgres://", "postgresql://", 1) if raw.startswith("postgres://") else raw)
+    except sa.exc.ArgumentError:  # the text itself is not shown: it may hold a password
+        raise WarehouseError("ECOMPIPE_DATABASE_URL is not a database URL; expected one like "
+                             "postgresql://user:password@host:5432/dbname") from None
     if url.get_backend_name() != "postgresql":
         raise WarehouseError(f"ECOMPIPE_DATABASE_URL must point at PostgreSQL, not {url.get_backend_name()!r}")
     return url.set(drivername="postgresql+psycopg2")
@@ -180,9 +184,11 @@ class EmbeddedPostgres:
                 conn.execute(sa.text(f'create database "{DATABASE}"'))
         admin.dispose()
 
-    def stop(self) -> None:
-        if (self.pgdata / "postmaster.pid").exists():
-            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+    def stop(self) -> bool:
+        """Stop the server; False if it was not running."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        return self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata)).returncode == 0
 
 
 def pg_bin(tool: str) -> str:
@@ -221,10 +227,18 @@ def database_url(settings: Settings | None = None) -> URL:
     return server.url
 
 
+CONNECT_TIMEOUT_S = 10
+
+
 @functools.cache
 def _engine_for(url: URL) -> Engine:
-    engine = sa.create_engine(url, pool_pre_ping=True)
-    apply_schema(engine)
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    try:
+        apply_schema(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise WarehouseError(f"cannot reach the warehouse at {masked(url)}: {reason}") from None
     return engine
 
 
@@ -263,14 +277,47 @@ def _conninfo_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def table_counts(engine: Engine, tables: list[str]) -> dict[str, int]:
-    """``count(*)`` of each table that exists."""
+def table_counts(engine: Engine, tables: list[str], lock_timeout: str = "0") -> dict[str, int]:
+    """``count(*)`` of each table that exists. With a ``lock_timeout`` (e.g. ``'2s'``), give up on a table
+    another session holds exclusively (a load truncating it) instead of waiting for it."""
     counts = {}
     with engine.connect() as conn:
+        conn.execute(sa.text("select set_config('lock_timeout', :t, true)"), {"t": lock_timeout})
         for table in tables:
             if sa.inspect(conn).has_table(table):
                 counts[table] = conn.scalar(sa.select(sa.func.count()).select_from(sa.table(table)))
     return counts
+
+
+def last_full_load(engine: Engine):
+    """The newest full (replace) load: its id, folder, as-of date, and the generator's scale and seed (null
+    for files that were not generated). None before any load."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "select load_id, source_dir, as_of, scale, seed from ingest_loads where mode = 'replace' "
+            "order by load_id desc limit 1")).one_or_none()
+
+
+def increment_parameters(engine: Engine, scale: float | None, seed: int | None) -> tuple[float, int]:
+    """The scale and seed a generated increment must use: those of the warehouse's last full load.
+
+    Values left out are taken from it; values given must match it, or the increment is refused.
+    """
+    last = last_full_load(engine)
+    if last is None:
+        raise ValueError("the warehouse holds no full load to add an increment to: run the pipeline first "
+                         "(`ecompipe run`)")
+    if last.scale is None:  # loaded from --raw-dir: only the user knows what to generate against it
+        if scale is None or seed is None:
+            raise ValueError(f"the warehouse's last full load ({last.source_dir}) was not generated, so an "
+                             "increment needs --scale and --seed")
+        return scale, seed
+    right = (float(last.scale), int(last.seed))
+    if (scale is not None and float(scale) != right[0]) or (seed is not None and int(seed) != right[1]):
+        raise ValueError(
+            f"the warehouse was loaded with data generated at scale {right[0]:g} and seed {right[1]}; an increment "
+            f"must use the same: --scale {right[0]:g} --seed {right[1]}, or leave both out")
+    return right
 
 
 RUN_LOCK = "ecompipe.run"

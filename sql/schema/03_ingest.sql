@@ -1,7 +1,8 @@
 -- What ingest keeps besides the core tables.
 --   staging.*      every row of the latest load exactly as it arrived, all text, with its file and line;
 --   quarantine     rows that broke a hard rule, with their raw values and every reason;
---   ingest_loads   one row per load, with the reconciliation of each file.
+--   ingest_loads   one row per load, with the reconciliation of each file and the data's as-of date;
+--   data_as_of     the as-of date of what the warehouse holds, which the marts measure dates against.
 -- Staging is UNLOGGED: it is rebuilt by every load and need not survive a server crash.
 -- Each load sets _file's default to its file, a constant per row. A function call per row and an uncached
 -- line sequence took about two fifths of staging's time.
@@ -68,5 +69,18 @@ create table if not exists ingest_loads (
     mode         text not null,    -- replace (a full load) or upsert (a daily increment)
     started_at   timestamptz not null,
     finished_at  timestamptz not null default clock_timestamp(),
-    files        jsonb not null    -- per file: rows read, loaded into core, quarantined
+    files        jsonb not null    -- per file: rows read, loaded into core, quarantined, blank lines skipped
 );
+
+-- Added after the first release: warehouses created before get them here, empty for their old loads.
+alter table ingest_loads
+    add column if not exists as_of date,      -- the data's as-of date: nothing is dated after it
+    add column if not exists scale numeric,   -- the generator's scale and seed, when generated data
+    add column if not exists seed bigint;
+
+-- The data's as-of date: that of the last full load, or of a later increment. An order dated after it is
+-- treated as undated (README, Definitions).
+create or replace view data_as_of as
+select max(as_of) as as_of_date
+from ingest_loads
+where load_id >= (select max(load_id) from ingest_loads where mode = 'replace');

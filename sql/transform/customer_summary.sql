@@ -1,9 +1,9 @@
 -- customer_summary: what each customer has bought, and their RFM scores and segment.
 -- Grain: one row per customer, including customers with no orders (zero counts, null dates and scores).
--- Inputs: customers, order_totals.
+-- Inputs: customers, order_totals, data_as_of.
 --
 -- Metrics count revenue-bearing orders, except cancelled_orders and returned_orders. Recency is measured
--- from the newest order date in the data, so a rebuild of the same data gives the same table.
+-- from the data's as-of date, so a rebuild of the same data gives the same table.
 --
 -- RFM scores are quintiles (ntile(5)) among customers with at least one revenue-bearing order; 5 is best.
 -- Quintiles keep the five groups equal in size, so equal values can straddle a boundary. Such ties are
@@ -24,9 +24,9 @@ order_totals as not materialized (
     from order_totals
 ),
 
-as_of as (
-    select max(order_date) as as_of_date
-    from order_totals
+data_as_of as (
+    select as_of_date
+    from data_as_of
 ),
 
 customer_orders as (
@@ -60,7 +60,7 @@ final as (
         round(customer_orders.total_spent / nullif(customer_orders.total_orders, 0), 2) as avg_order_value,
         customer_orders.first_order_date,
         customer_orders.last_order_date,
-        as_of.as_of_date - customer_orders.last_order_date as days_since_last_order,
+        data_as_of.as_of_date - customer_orders.last_order_date as days_since_last_order,
         coalesce(customer_orders.cancelled_orders, 0) as cancelled_orders,
         coalesce(customer_orders.returned_orders, 0) as returned_orders,
         scores.recency_score,
@@ -79,7 +79,7 @@ final as (
             else 'hibernating'
         end as rfm_segment
     from customers
-    cross join as_of
+    cross join data_as_of
     left join customer_orders on customer_orders.customer_id = customers.customer_id
     left join scores on scores.customer_id = customers.customer_id
 )

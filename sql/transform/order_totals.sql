@@ -1,11 +1,13 @@
 -- order_totals: one row per order, with what it is worth.
 -- Grain: one row per order in core (every status).
--- Inputs: orders, order_items, order_statuses.
+-- Inputs: orders, order_items, order_statuses, data_as_of.
 --
 -- An order bears revenue when order_statuses says its status does (placed, shipped, delivered); an unknown
 -- or missing status does not. A line is worth quantity x unit_price - discount, a missing discount
 -- counting as none; a line missing its quantity or price is worth nothing known, so it adds nothing.
 -- An order's date is its timestamp's date in the session's time zone; without a timestamp, it has none.
+-- The as-of rule: an order dated after the data's as-of date has no date either (it counts in customer and
+-- product totals, in no day or month), and is flagged, for validation to report.
 
 with
 
@@ -24,6 +26,11 @@ order_items as (
     from order_items
 ),
 
+data_as_of as (
+    select as_of_date
+    from data_as_of
+),
+
 lines as (
     select
         order_id,
@@ -38,12 +45,15 @@ final as (
         orders.order_id,
         orders.customer_id,
         orders.order_ts,
-        orders.order_ts::date as order_date,
+        case when orders.order_ts::date <= coalesce(data_as_of.as_of_date, 'infinity') then orders.order_ts::date end
+            as order_date,
+        coalesce(orders.order_ts::date > data_as_of.as_of_date, false) as is_after_as_of,
         orders.status,
         coalesce(order_statuses.is_revenue_bearing, false) as is_revenue_bearing,
         coalesce(lines.units, 0) as units,
         coalesce(lines.revenue, 0) as revenue
     from orders
+    cross join data_as_of
     left join order_statuses on order_statuses.status = orders.status
     left join lines on lines.order_id = orders.order_id
 )

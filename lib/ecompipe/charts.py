@@ -1,0 +1,88 @@
+"""The marts' charts, shared by the transform notebook and the report: one function each.
+
+Each takes the frame a :mod:`ecompipe.marts` function returns, draws one seaborn chart on a figure of its
+own, sized for a page, with a title that states what it shows, and returns the Axes. With nothing to draw,
+it draws an empty frame that says so, instead of failing.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+WIDE = (10, 4.2)
+
+
+def _axes(size=WIDE):
+    return plt.subplots(figsize=size, layout="constrained")[1]
+
+
+def _empty(ax, title: str):
+    ax.set(title=f"{title}: no data yet", xticks=[], yticks=[])
+    ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="grey")
+    return ax
+
+
+def top_customers(top: pd.DataFrame):
+    ax = _axes()
+    if top.empty:
+        return _empty(ax, "Top customers")
+    sns.barplot(data=top, y=top["customer_id"].astype(str), x=top["total_spent"].astype(float), color="steelblue",
+                orient="h", ax=ax)
+    best = top.iloc[0]
+    ax.set(title=f"Top {len(top)} customers: the first spent {float(best['total_spent']):,.0f} "
+           f"in {int(best['total_orders'])} orders",
+           xlabel="Total spent (currency units)", ylabel="Customer id")
+    return ax
+
+
+def monthly_revenue(monthly: pd.DataFrame):
+    ax = _axes()
+    if monthly.empty:
+        return _empty(ax, "Revenue per month")
+    revenue = monthly["total_revenue"].astype(float)
+    best = monthly.loc[revenue.idxmax(), "month"]
+    sns.lineplot(x=monthly["month"], y=revenue, marker="o", markersize=3, ax=ax)
+    ax.set(title=f"Revenue per month (revenue-bearing orders): best month {best:%B %Y}, {revenue.max():,.0f}",
+           xlabel="Month", ylabel="Revenue (currency units)")
+    ax.tick_params(axis="x", labelrotation=30)
+    return ax
+
+
+def pareto(abc: pd.DataFrame):
+    ax = _axes()
+    if abc.empty or abc["total_revenue"].astype(float).sum() == 0:
+        return _empty(ax, "Pareto curve")
+    a_share = 100 * (abc["abc_class"] == "A").mean()
+    sns.scatterplot(x=abc["products_pct"], y=abc["cumulative_share_pct"].astype(float), hue=abc["abc_class"],
+                    s=12, linewidth=0, ax=ax)
+    ax.axhline(80, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline(95, color="grey", linestyle=":", linewidth=0.8)
+    ax.set(title=f"Pareto curve: {a_share:.0f}% of products (class A) make 80% of revenue",
+           xlabel="Products, best sellers first (%)", ylabel="Cumulative share of revenue (%)")
+    return ax
+
+
+def segments(mix: pd.DataFrame):
+    ax = _axes((8, 4))
+    if mix.empty:
+        return _empty(ax, "RFM segment mix")
+    buyers = mix[mix["rfm_segment"] != "no orders"]
+    top = (buyers if not buyers.empty else mix).iloc[0]
+    sns.barplot(data=mix, y="rfm_segment", x="customers", color="steelblue", orient="h", ax=ax)
+    ax.set(title=f"RFM segment mix: the largest group of buyers is '{top['rfm_segment']}' "
+           f"({float(top['customers_pct']):.0f}% of customers)",
+           xlabel="Customers", ylabel="Segment")
+    return ax
+
+
+def cohort_heatmap(heatmap: pd.DataFrame):
+    ax = _axes((10, max(4, len(heatmap) * 0.22)))
+    if heatmap.empty or heatmap.isna().all().all():
+        return _empty(ax, "Cohort retention")
+    month_one = heatmap[1].mean() if 1 in heatmap.columns else float("nan")
+    sns.heatmap(heatmap, cmap="Blues", cbar_kws={"label": "Customers buying again (% of cohort)"}, ax=ax)
+    ax.set(title=f"Cohort retention: {month_one:.1f}% of a cohort buy again the month after, on average",
+           xlabel="Months after the first order", ylabel="Cohort (month of first order)")
+    return ax
