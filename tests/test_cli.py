@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
 
 import nbformat
+import pytest
+
+from ecompipe.settings import PROJECT_ROOT
 
 from conftest import ecompipe
 
@@ -57,6 +63,13 @@ def test_a_failing_stage_exits_nonzero_with_one_line_and_keeps_the_notebook(isol
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed"
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("ingest", "failed")]
+    error = manifest["error"]
+    assert (error["stage"], error["notebook"]) == ("ingest", "outputs/runs/failing-run/02_ingest.ipynb")
+    assert isinstance(error["cell"], int) and error["exception"].startswith("IngestError: ")
+    assert "products.csv" in error["exception"]
+    listed = next(line for line in ecompipe("runs").stdout.splitlines() if line.startswith("failing-run "))
+    assert "failed" in listed and f"ingest, cell {error['cell']}: IngestError: " in listed
+    assert "parameters" in manifest and "scale" not in manifest["parameters"] and "seed" not in manifest["parameters"]
 
 
 def test_a_second_run_on_the_same_warehouse_refuses_clearly(isolated_settings, engine):
@@ -80,9 +93,61 @@ def test_a_second_run_on_the_same_warehouse_refuses_clearly(isolated_settings, e
             assert time.monotonic() < deadline and first.poll() is None, "the first run never took the warehouse"
             time.sleep(0.1)
         second = ecompipe("run", "--scale", "0.01", "--run-id", "intruder")
+        assert first.poll() is None, "the holder finished first: the refusal was not shown to be at once"
         assert second.returncode == 1
         assert "another run holds the warehouse (ecompipe run holder)" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
         out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
+    refused = json.loads((isolated_settings.run_dir("intruder") / "manifest.json").read_text())
+    assert refused["status"] == "failed" and refused["stages"] == []
+    assert refused["error"]["stage"] is None
+    assert "another run holds the warehouse (ecompipe run holder)" in refused["error"]["exception"]
+    assert refused["row_counts"] == {}, "a refused run counted rows: it waited for the other run's tables"
+
+
+# ---------------------------------------------------------------- what a user sees
+
+def test_help_reads_as_text_and_every_run_option_explains_itself():
+    top = ecompipe("--help")
+    assert top.returncode == 0 and "``" not in top.stdout
+    run = ecompipe("run", "--help")
+    options = re.findall(r"^  (--[a-z-]+)(.*(?:\n {20,}.*)*)", run.stdout, re.M)
+    assert {name for name, _ in options} >= {"--scale", "--seed", "--as-of", "--force", "--raw-dir"}
+    assert all(text.strip() for _, text in options), [name for name, text in options if not text.strip()]
+
+
+def test_a_misspelled_run_option_is_reported_with_the_run_usage():
+    done = ecompipe("run", "--sede", "3")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: ecompipe run ")
+    assert "unrecognized arguments: --sede 3" in done.stderr
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("not a url at all", "ECOMPIPE_DATABASE_URL is not a database URL"),
+    ("postgresql://alice:s3cret@127.0.0.1:1/shop", "cannot reach the warehouse at postgresql+psycopg2://alice:***@127.0.0.1:1/shop"),
+])
+def test_a_bad_database_url_is_one_line_with_the_password_masked(url, shown):
+    done = ecompipe("run", "--stages", "transform", env={"ECOMPIPE_DATABASE_URL": url})
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and shown in done.stderr, done.stderr
+    assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_db_stop_says_whether_it_stopped_anything(tmp_path):
+    env = {"ECOMPIPE_WAREHOUSE_DIR": str(tmp_path / "wh")}
+    assert ecompipe("db", "url", env=env).returncode == 0  # starts it
+    assert ecompipe("db", "stop", env=env).stdout.strip() == "Embedded warehouse stopped."
+    assert ecompipe("db", "stop", env=env).stdout.strip() == "The embedded warehouse is not running."
+
+
+def test_make_lab_runs_as_root_and_install_shows_progress():
+    lab = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert ("--allow-root" in lab.stdout) == (os.geteuid() == 0), lab.stdout
+    install = subprocess.run(["make", "-n", "-W", "pyproject.toml", ".venv/.installed"], capture_output=True,
+                             text=True, cwd=PROJECT_ROOT)
+    steps = re.findall(r'echo "  \[(\d)/3\]', install.stdout)
+    assert steps == ["1", "2", "3"], install.stdout
+    assert "--quiet --python" not in install.stdout  # the long step shows what uv is doing

@@ -151,3 +151,83 @@ def test_a_stage_subset_runs_alone(isolated_settings):
     assert [s["name"] for s in manifest["stages"]] == ["generate"]
     assert not (isolated_settings.run_dir("gen-only") / "02_ingest.ipynb").exists()
     assert not (isolated_settings.run_dir("gen-only") / "03_transform.ipynb").exists()
+
+
+# ---------------------------------------------------------------- dates the business would believe
+
+def test_the_monthly_table_spans_exactly_the_history_window(two_runs, engine):
+    spec = generate.GenerateSpec(scale=TINY)
+    months = pd.read_sql("select month from monthly_sales_summary order by month", engine)["month"]
+    expected = pd.period_range(spec.first_order_day, spec.as_of, freq="M")
+    assert [m.strftime("%Y-%m") for m in months] == [str(p) for p in expected]
+
+
+def test_the_last_four_weeks_of_trends_end_at_as_of_and_hold_real_sales(two_runs, engine):
+    spec = generate.GenerateSpec(scale=TINY)
+    trends = pd.read_sql("select * from sales_trends order by sale_date", engine)
+    assert trends["sale_date"].iloc[-1] == spec.as_of
+    year = trends.tail(365)
+    assert float(trends["revenue_28d"].iloc[-1]) >= 0.5 * float(year["total_revenue"].sum()) * 28 / 365
+
+
+# ---------------------------------------------------------------- what the executed notebooks show
+
+def test_executed_notebooks_show_progress_as_one_line_and_no_error_coloured_output(two_runs, isolated_settings):
+    run_dir = isolated_settings.run_dir("e2e-1")
+    for name in ("01_generate", "02_ingest", "03_transform"):
+        executed = nbformat.read(run_dir / f"{name}.ipynb", as_version=4)
+        stderr = [o for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+        assert not stderr, f"{name}: {stderr[:2]}"
+    bars = [o["data"]["text/plain"] for c in nbformat.read(run_dir / "01_generate.ipynb", as_version=4).cells
+            for o in c.get("outputs", []) if "orders: 100%" in o.get("data", {}).get("text/plain", "")]
+    assert len(bars) == 1 and "\r" not in bars[0]
+
+
+def test_the_build_table_shows_whole_row_counts(two_runs, isolated_settings):
+    executed = nbformat.read(isolated_settings.run_dir("e2e-1") / "03_transform.ipynb", as_version=4)
+    cell = next(c for c in executed.cells if "transform.build(" in c.source)
+    table = next(o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "execute_result")
+    order_totals = next(line for line in table.splitlines() if line.startswith("order_totals"))
+    assert f" {generate.GenerateSpec(scale=TINY).n_orders} " in f"{order_totals} "
+    assert ".0 " not in table and "NaN" not in table
+
+
+def test_the_manifest_counts_quarantined_rows_per_reason(two_runs, engine):
+    _, (manifest, _) = two_runs
+    expected = pd.read_sql("""select table_name as table, split_part(reason, ':', 1) as reason, count(*) as rows
+                              from quarantine, unnest(reasons) as reason group by 1, 2""", engine)
+    assert sorted(map(tuple, pd.DataFrame(manifest["quarantine"])[["table", "reason", "rows"]].values.tolist())) == \
+           sorted(map(tuple, expected.values.tolist()))
+    assert manifest["ingest"]["as_of"] == "2026-11-24" and manifest["ingest"]["scale"] == TINY
+
+
+def test_ingest_opened_by_hand_loads_the_newest_successful_full_run_not_a_failed_one(two_runs, isolated_settings,
+                                                                                      engine, tmp_path):
+    import json
+    import shutil
+
+    import papermill as pm
+
+    manifests = [json.loads(p.read_text()) for p in isolated_settings.runs_dir.glob("*/manifest.json")]
+    newest = max((m for m in manifests if m["status"] == "succeeded" and not m["parameters"].get("increment")
+                  and any(s["name"] == "generate" for s in m["stages"])), key=lambda m: m["started_at"])
+    failed = isolated_settings.run_dir("zz-failed")
+    (failed / "raw").mkdir(parents=True)
+    for table, columns in COLUMNS.items():  # what a failed generation leaves: header-only files
+        (failed / "raw" / f"{table}.csv").write_text(",".join(columns) + "\n")
+    (failed / "manifest.json").write_text(json.dumps({
+        "run_id": "zz-failed", "status": "failed", "started_at": "2999-01-01T00:00:00+00:00",
+        "parameters": {"run_id": "zz-failed", "increment": False, "raw_dir": ""},
+        "stages": [{"name": "generate", "status": "failed"}]}))
+    try:
+        out = tmp_path / "02_ingest.ipynb"
+        pm.execute_notebook(str(isolated_settings.notebook("ingest")), str(out), kernel_name="ecompipe",
+                            cwd=str(isolated_settings.notebooks_dir), progress_bar=False)
+    finally:
+        shutil.rmtree(failed)
+    shown = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    source = isolated_settings.run_dir(newest["run_id"]) / "raw"
+    assert f"Loading {source} (replace, as of {newest['parameters']['as_of']})" in shown and "zz-failed" not in shown
+    customers = sum(1 for _ in open(source / "customers.csv")) - 1
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from customers")) == customers > 0

@@ -252,6 +252,24 @@ def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):
     assert (outliers / amount.median()).between(7, 60).all()  # medians differ a little between chunks and the whole
 
 
+def test_timestamp_slips_stay_in_the_history_and_clear_of_any_time_zone(noisy):
+    """Before a signup: two to seven days before it, inside the history window. After as-of: two days or more."""
+    spec, result = noisy
+    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    slips = ledger[ledger["defect"] == "bad_timestamp"]
+    orders = read(result.raw_dir, "orders").drop_duplicates("order_id").set_index("order_id")
+    customers = read(result.raw_dir, "customers").drop_duplicates("customer_id").set_index("customer_id")
+    early = orders.loc[slips.loc[slips["detail"] == "before the signup", "key"].astype(int)]
+    late = orders.loc[slips.loc[slips["detail"] == "after the as-of date", "key"].astype(int)]
+    assert len(early) > 5 and len(late) > 5
+    day = pd.to_datetime(early["order_ts"], utc=True).dt.tz_localize(None).dt.normalize()
+    signup = pd.to_datetime(early["customer_id"].map(customers["signup_date"]))
+    assert ((signup - day).dt.days.between(2, 7)).all()
+    assert (day >= pd.Timestamp(spec.first_order_day)).all(), "a slip before the history window"
+    late_day = pd.to_datetime(late["order_ts"], utc=True).dt.tz_localize(None)
+    assert (late_day >= pd.Timestamp(spec.as_of) + pd.Timedelta(days=3)).all()
+
+
 def test_defect_counts_follow_their_rates(noisy):
     spec, result = noisy
     assert 0.5 * 0.01 * spec.n_customers <= result.defects["malformed_email"] <= 1.5 * 0.01 * spec.n_customers

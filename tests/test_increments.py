@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import filecmp
+import json
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate, ingest, transform
+from ecompipe import generate, ingest, transform, warehouse
 from ecompipe.generate import COLUMNS, GenerateSpec
+
+from conftest import ecompipe
 
 BASE = GenerateSpec(scale=0.05)
 DAY = BASE.as_of + timedelta(days=1)
@@ -117,3 +121,40 @@ def test_the_marts_rebuilt_after_an_increment_count_its_day(engine, base, tmp_pa
         summarised = conn.scalar(sa.text("select count(*) from customer_summary"))
     assert tuple(shown) == tuple(expected) and expected[0] > 0
     assert summarised == customers
+
+
+# ---------------------------------------------------------------- the warehouse knows what it was generated with
+
+def test_increments_take_the_scale_and_seed_of_the_last_full_load_and_refuse_others(isolated_settings, engine):
+    full = ecompipe("run", "--scale", "0.02", "--seed", "42", "--stages", "generate,ingest", "--run-id", "inc-full")
+    assert full.returncode == 0, full.stderr
+    assert "core rows:  customers 200" in full.stdout
+    assert "mart rows" not in full.stdout and "the marts were not rebuilt by this run" in full.stdout
+    assert warehouse.last_full_load(engine)[3:] == (Decimal("0.02"), 42)
+
+    wrong = ecompipe("run", "--increment", "--as-of", "2026-11-25", "--scale", "0.5", "--stages", "generate,ingest",
+                     "--run-id", "inc-wrong")
+    assert wrong.returncode == 1
+    assert "an increment must use the same: --scale 0.02 --seed 42" in wrong.stderr
+    assert not isolated_settings.run_dir("inc-wrong").exists(), "something was generated before the refusal"
+
+    right = ecompipe("run", "--increment", "--as-of", "2026-11-25", "--stages", "generate,ingest", "--run-id", "inc-1")
+    assert right.returncode == 0, right.stderr
+    manifest = json.loads((isolated_settings.run_dir("inc-1") / "manifest.json").read_text())
+    assert (manifest["parameters"]["scale"], manifest["parameters"]["seed"]) == (0.02, 42)
+    assert manifest["ingest"]["as_of"] == "2026-11-25" and manifest["ingest"]["mode"] == "upsert"
+    new = pd.read_csv(isolated_settings.run_dir("inc-1") / "raw" / "customers.csv")
+    assert new.empty or new["customer_id"].min() == 201
+
+    # A full load starts the history again: the day's ids are reserved afresh, right after the new customers.
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from increment_ids")) == 1
+    ingest.load(isolated_settings.run_dir("inc-full") / "raw", engine, scale=0.02, seed=42)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from increment_ids")) == 0
+    spec = GenerateSpec(scale=0.02, as_of=date(2026, 11, 26), increment=True)
+    generate.write_dataset(spec, isolated_settings.outputs_dir / "inc-again", engine=engine)
+    with engine.connect() as conn:
+        first_customer, first_order = conn.execute(sa.text(
+            "select first_customer_id, first_order_id from increment_ids")).one()
+    assert (first_customer, first_order) == (201, 1001)

@@ -249,6 +249,80 @@ def test_awkward_values_arrive_exactly(engine, raw):
         assert conn.scalar(sa.text("select count(*) from customers")) > 1  # no table was dropped
 
 
+# ---------------------------------------------------------------- ordinary faults of hand-edited files
+
+def test_an_empty_reference_is_quarantined_with_its_reason_not_fatal(engine, raw):
+    append(raw / "orders.csv", "900010,,2025-01-01 10:00:00Z,placed,paypal")
+    append(raw / "order_items.csv", "1,50,,1,5.00,0")
+    reports = {r.table: r for r in ingest.load(raw, engine)}
+    assert all(r.reconciles for r in reports.values())
+    assert (reports["orders"].quarantined, reports["order_items"].quarantined) == (1, 1)
+    q = quarantine(engine)
+    reasons = {(r.table_name, r.raw["order_id"]): r.reasons for r in q.itertuples()}
+    assert reasons == {("orders", "900010"): ["null key: customer_id is empty"],
+                       ("order_items", "1"): ["null key: product_id is empty"]}
+
+
+def test_blank_lines_are_skipped_and_counted_and_later_rows_keep_their_line_numbers(engine, raw):
+    lines = (raw / "orders.csv").read_text().splitlines(keepends=True)
+    lines[10:10] = ["\n", "  \t\r\n"]  # two blank lines after line 10, one of spaces and a carriage return
+    duplicate = lines[3]  # order 3 again: quarantined, so its line number shows
+    (raw / "orders.csv").write_text("".join(lines) + duplicate + "\n\n")  # two trailing blank lines
+    # a blank line inside a quoted field is data, kept
+    append(raw / "customers.csv", '900020,"Multi","Line",ml@example.com,,"first\n\nthird",S,C,2024-01-01', "")
+
+    reports = {r.table: r for r in ingest.load(raw, engine)}
+    orders, customers = reports["orders"], reports["customers"]
+    assert (orders.blank_lines, orders.quarantined, orders.loaded) == (4, 1, orders.read - 1) and orders.reconciles
+    assert customers.blank_lines == 1 and customers.reconciles
+    (row,) = quarantine(engine).itertuples()
+    assert row.reasons[0].startswith("duplicate key: order_id=3, also at line 4")
+    assert row.line == len(lines) + 1  # the line a reader finds it on, blank lines counted
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select city from customers where customer_id = 900020")) == "first\n\nthird"
+        loaded = conn.execute(sa.text("select files from ingest_loads order by load_id desc limit 1")).scalar_one()
+    assert {f["table"]: f["blank_lines"] for f in loaded} == {"customers": 1, "products": 0, "orders": 4,
+                                                              "order_items": 0}
+
+
+# ---------------------------------------------------------------- the guard on loads nobody asked for
+
+def test_a_guarded_replace_refuses_to_empty_or_halve_a_table_and_says_how_to_force_it(engine, clean_raw, raw):
+    ingest.load(clean_raw, engine)
+    before = snapshot(engine)
+    for table in ("orders", "order_items"):  # what a failed run leaves: header-only files
+        (raw / f"{table}.csv").write_text(",".join(COLUMNS[table]) + "\n")
+    with pytest.raises(ingest.IngestError) as refused:
+        ingest.load(raw, engine, guard=True)
+    message = str(refused.value)
+    assert "\n" not in message
+    n_orders, n_items = before["orders"][0], before["order_items"][0]
+    assert message.startswith(f"refused: this replace load would drop {n_orders + n_items:,} rows "
+                              f"(orders {n_orders:,} -> 0 rows; order_items {n_items:,} -> 0 rows)")
+    assert "force = True" in message and "--force" in message
+    assert snapshot(engine) == before
+
+    customers = (raw / "customers.csv").read_text().splitlines(keepends=True)
+    (raw / "customers.csv").write_text("".join(customers[:len(customers) // 3]))  # a third of them
+    shutil.copy(clean_raw / "orders.csv", raw / "orders.csv")
+    with pytest.raises(ingest.IngestError, match=r"customers [\d,]+ -> [\d,]+ rows"):
+        ingest.load(raw, engine, guard=True)
+    assert snapshot(engine) == before
+
+
+def test_an_unguarded_replace_does_what_it_was_asked(engine, clean_raw, raw):
+    ingest.load(clean_raw, engine)
+    (raw / "order_items.csv").write_text(",".join(COLUMNS["order_items"]) + "\n")
+    ingest.load(raw, engine)  # guard off: a new generation or a named folder states its intent
+    assert snapshot(engine)["order_items"][0] == 0
+
+
+def test_a_guarded_load_that_keeps_most_rows_goes_through(engine, clean_raw):
+    ingest.load(clean_raw, engine)
+    reports = ingest.load(clean_raw, engine, guard=True)
+    assert all(r.reconciles for r in reports)
+
+
 # ---------------------------------------------------------------- crashes, concurrency, transient errors
 
 KILLABLE = """
