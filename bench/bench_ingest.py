@@ -30,7 +30,7 @@ from psycopg2 import sql
 
 from ecompipe import generate, ingest, warehouse
 from ecompipe.settings import Settings
-from ecompipe.generate import COLUMNS
+from ecompipe.rawformat import COLUMNS
 
 
 def client_copy(cur, target: sql.Identifier, table: str, path: Path) -> None:

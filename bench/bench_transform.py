@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from psycopg2 import sql
 
 from ecompipe import generate, ingest, transform, warehouse
-from ecompipe.generate import COLUMNS
+from ecompipe.rawformat import COLUMNS
 
 from bench_ingest import timed
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import defects, generate, transform
-from ecompipe.generate import COLUMNS
+from ecompipe import defects, generate, rawformat, transform
+from ecompipe.rawformat import COLUMNS
 
 from conftest import TINY, ecompipe, fingerprint
 
@@ -76,7 +76,7 @@ def test_manifest_records_the_run(two_runs):
 
 def test_manifest_counts_planted_defects_and_reconciles_ingest(two_runs, isolated_settings):
     _, (manifest, _) = two_runs
-    ledger = pd.read_csv(isolated_settings.run_dir("e2e-1") / "raw" / generate.DEFECTS_FILE)
+    ledger = pd.read_csv(isolated_settings.run_dir("e2e-1") / "raw" / rawformat.DEFECTS_FILE)
     assert manifest["defects"] == ledger["defect"].value_counts().sort_index().to_dict()
     assert sum(manifest["defects"].values()) > 0
     files = {f["table"]: f for f in manifest["ingest"]["files"]}

@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from ecompipe import generate, warehouse
-from ecompipe.generate import COLUMNS, GenerateSpec
+from ecompipe.generate import GenerateSpec
+from ecompipe.rawformat import COLUMNS
 from ecompipe.settings import Settings
 
 from conftest import ecompipe

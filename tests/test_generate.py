@@ -12,8 +12,10 @@ import sys
 import pandas as pd
 import pytest
 
-from ecompipe import generate
-from ecompipe.generate import COLUMNS, KEYS, PAYMENT_METHODS, STATUSES, DefectRates, GenerateSpec
+from ecompipe import generate, planting, shop
+from ecompipe.generate import DefectRates, GenerateSpec
+from ecompipe.rawformat import COLUMNS, DEFECTS_FILE, KEYS
+from ecompipe.shop import PAYMENT_METHODS, STATUSES
 
 from conftest import TINY
 
@@ -51,13 +53,13 @@ def test_defects_add_rows_but_never_change_the_clean_key_counts(tmp_path):
     generate.write_dataset(GenerateSpec(scale=0.2), tmp_path)
     customers, orders = read(tmp_path, "customers"), read(tmp_path, "orders")
     assert customers["customer_id"].nunique() == 2_000
-    assert orders.loc[orders["order_id"] < generate.ORPHAN_ID_OFFSET, "order_id"].nunique() == 10_000
+    assert orders.loc[orders["order_id"] < planting.ORPHAN_ID_OFFSET, "order_id"].nunique() == 10_000
 
 
 def test_customers_and_orders_scale_linearly_products_do_not():
     spec = GenerateSpec(scale=0.3)
     assert (spec.n_customers, spec.n_orders) == (3_000, 15_000)
-    assert generate.products_table(spec).num_rows == 495
+    assert shop.products_table(spec).num_rows == 495
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path, tiny_raw):
@@ -118,7 +120,7 @@ def test_values_fall_in_their_domains(clean_raw):
     assert customers["country"].nunique() == 6 and customers["city"].nunique() > 100
     assert (products["unit_cost"] > 0).all() and (products["unit_cost"] < products["unit_price"]).all()
     assert products["category"].nunique() == 11
-    assert items["quantity"].between(1, generate.MAX_QUANTITY).all()
+    assert items["quantity"].between(1, shop.MAX_QUANTITY).all()
     assert ((items["discount"] >= 0) & (items["discount"] <= items["quantity"] * items["unit_price"])).all()
     assert (items["unit_price"] == items["product_id"].map(products.set_index("product_id")["unit_price"])).all()
     ts = pd.to_datetime(orders["order_ts"], utc=True)
@@ -158,7 +160,7 @@ def test_weekends_and_evenings_are_busier(revenue):
 
 
 def test_the_top_fifth_of_customers_brings_most_revenue(revenue):
-    bearing = revenue[revenue["status"].isin(generate.REVENUE_STATUSES)]
+    bearing = revenue[revenue["status"].isin(shop.REVENUE_STATUSES)]
     spend = bearing.groupby("customer_id")["revenue"].sum().sort_values(ascending=False)
     top = spend.head(int(len(spend) * 0.2)).sum() / spend.sum()
     assert top >= 0.5
@@ -180,7 +182,7 @@ def test_status_mix_is_plausible_and_recent_orders_are_open(revenue):
 def test_basket_sizes_and_product_popularity(clean_raw):
     items = read(clean_raw, "order_items")
     lines = items.groupby("order_id").size()
-    assert lines.max() <= generate.MAX_LINES and 1.8 <= lines.mean() <= 2.2
+    assert lines.max() <= shop.MAX_LINES and 1.8 <= lines.mean() <= 2.2
     assert 0.45 <= (lines == 1).mean() <= 0.55
     share = items["product_id"].value_counts(normalize=True)
     assert share.head(10).sum() > 0.25  # Zipf-like: a few products sell most
@@ -197,7 +199,7 @@ def detected(spec: GenerateSpec, raw) -> set[tuple[str, int, str]]:
         frame["line"] = frame.index + 2
     customers, orders, items = frames["customers"], frames["orders"], frames["order_items"]
 
-    for name, columns in generate.NULLABLE_REQUIRED.items():
+    for name, columns in planting.NULLABLE_REQUIRED.items():
         for line in frames[name].loc[frames[name][list(columns)].isna().any(axis=1), "line"]:
             found.add((f"{name}.csv", line, "null_required"))
     bad_email = customers["email"].notna() & ~customers["email"].fillna("").map(lambda e: bool(EMAIL.fullmatch(e)))
@@ -223,7 +225,7 @@ def detected(spec: GenerateSpec, raw) -> set[tuple[str, int, str]]:
 
 def test_every_planted_defect_is_in_the_ledger_and_nothing_else(noisy):
     spec, result = noisy
-    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE)
     planted = {(r.file, r.line, r.defect) for r in ledger.itertuples() if r.defect != "outlier_amount"}
     assert detected(spec, result.raw_dir) == planted
     assert set(ledger["defect"]) == set(DefectRates.model_fields)  # every type planted at these rates
@@ -231,7 +233,7 @@ def test_every_planted_defect_is_in_the_ledger_and_nothing_else(noisy):
 
 def test_ledger_rows_name_the_right_key_and_column(noisy):
     _, result = noisy
-    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE, dtype={"key": str})
+    ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE, dtype={"key": str})
     for file, rows in ledger.groupby("file"):
         frame = pd.read_csv(result.raw_dir / file, dtype=str, keep_default_na=False)
         name = file.removesuffix(".csv")
@@ -246,7 +248,7 @@ def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):
     items = read(result.raw_dir, "order_items")
     items["amount"] = items["quantity"] * items["unit_price"]
     amount = items.drop_duplicates(["order_id", "line_no"]).groupby("order_id")["amount"].sum()
-    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE)
     outliers = amount[ledger.loc[ledger["defect"] == "outlier_amount", "key"].astype(int)]
     assert len(outliers) > 5
     assert (outliers / amount.median()).between(7, 60).all()  # medians differ a little between chunks and the whole
@@ -255,7 +257,7 @@ def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):
 def test_timestamp_slips_stay_in_the_history_and_clear_of_any_time_zone(noisy):
     """Before a signup: two to seven days before it, inside the history window. After as-of: two days or more."""
     spec, result = noisy
-    ledger = pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)
+    ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE)
     slips = ledger[ledger["defect"] == "bad_timestamp"]
     orders = read(result.raw_dir, "orders").drop_duplicates("order_id").set_index("order_id")
     customers = read(result.raw_dir, "customers").drop_duplicates("customer_id").set_index("customer_id")
@@ -273,18 +275,18 @@ def test_timestamp_slips_stay_in_the_history_and_clear_of_any_time_zone(noisy):
 def test_defect_counts_follow_their_rates(noisy):
     spec, result = noisy
     assert 0.5 * 0.01 * spec.n_customers <= result.defects["malformed_email"] <= 1.5 * 0.01 * spec.n_customers
-    assert result.defects == pd.read_csv(result.raw_dir / generate.DEFECTS_FILE)["defect"].value_counts().to_dict()
+    assert result.defects == pd.read_csv(result.raw_dir / DEFECTS_FILE)["defect"].value_counts().to_dict()
 
 
 def test_clean_data_has_no_defect_of_any_type(clean_raw):
-    assert pd.read_csv(clean_raw / generate.DEFECTS_FILE).empty
+    assert pd.read_csv(clean_raw / DEFECTS_FILE).empty
     assert detected(GenerateSpec(scale=0.2), clean_raw) == set()
 
 
 def test_the_same_seed_plants_the_same_defects(tmp_path, noisy):
     spec, result = noisy
     generate.write_dataset(spec, tmp_path, workers=1)
-    assert filecmp.cmp(result.raw_dir / generate.DEFECTS_FILE, tmp_path / generate.DEFECTS_FILE, shallow=False)
+    assert filecmp.cmp(result.raw_dir / DEFECTS_FILE, tmp_path / DEFECTS_FILE, shallow=False)
 
 
 def test_the_spec_rejects_nonsense():

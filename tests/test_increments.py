@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import generate, ingest, transform, warehouse
-from ecompipe.generate import COLUMNS, GenerateSpec
+from ecompipe import generate, ingest, planting, rawformat, transform, warehouse
+from ecompipe.generate import GenerateSpec
+from ecompipe.rawformat import COLUMNS
 
 from conftest import ecompipe
 
@@ -25,7 +26,7 @@ def increment(day: date, out, engine):
 
 
 def table(engine, name) -> pd.DataFrame:
-    key = ", ".join(generate.KEYS[name])
+    key = ", ".join(rawformat.KEYS[name])
     return pd.read_sql(f"select * from {name} order by {key}", engine)
 
 
@@ -44,7 +45,7 @@ def test_an_increment_holds_only_that_days_new_rows_with_ids_that_continue(engin
     customers, orders = pd.read_csv(tmp_path / "customers.csv"), pd.read_csv(tmp_path / "orders.csv")
     assert result.rows["products"] == 0 and len(orders) > 0
     assert (customers["signup_date"] == DAY.isoformat()).all()
-    real = orders[orders["order_id"] < generate.ORPHAN_ID_OFFSET]
+    real = orders[orders["order_id"] < planting.ORPHAN_ID_OFFSET]
     assert real["order_id"].min() == base["orders"]["order_id"].max() + 1
     assert customers["customer_id"].min() == base["customers"]["customer_id"].max() + 1
     ts = pd.to_datetime(real["order_ts"], utc=True).dt.date
@@ -78,7 +79,7 @@ def test_an_upserted_increment_touches_no_other_day_and_reloading_changes_nothin
     assert all(r.reconciles for r in reports)
     after = {name: table(engine, name) for name in COLUMNS}
     for name in COLUMNS:
-        key = list(generate.KEYS[name])
+        key = list(rawformat.KEYS[name])
         kept = after[name].merge(before[name][key], on=key)
         pd.testing.assert_frame_equal(kept.reset_index(drop=True), before[name].reset_index(drop=True))
     assert len(after["orders"]) > len(before["orders"])

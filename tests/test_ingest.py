@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from ecompipe import defects, generate, ingest
-from ecompipe.generate import COLUMNS, DefectRates, GenerateSpec
+from ecompipe.generate import DefectRates, GenerateSpec
+from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 
 from conftest import fingerprint
 
@@ -89,7 +90,7 @@ def test_every_planted_hard_defect_is_quarantined_with_its_reason_and_nothing_el
     generate.write_dataset(spec, tmp_path)
     reports = ingest.load(tmp_path, engine)
     assert all(r.reconciles for r in reports)
-    ledger = pd.read_csv(tmp_path / generate.DEFECTS_FILE)
+    ledger = pd.read_csv(tmp_path / DEFECTS_FILE)
     hard = ledger[ledger["defect"].isin(defects.HARD)]
     expected = {(f"{tmp_path}/{r.file}", r.line, {"duplicate_key": "duplicate key", "orphan_reference": "orphan"}[r.defect])
                 for r in hard.itertuples()}

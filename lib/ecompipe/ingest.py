@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ecompipe.generate import COLUMNS
+from ecompipe.rawformat import COLUMNS
 from ecompipe.warehouse import TRANSIENT, blaming
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from traitlets.config import Config
 
 from ecompipe import ingest, runs, transform, warehouse
-from ecompipe.generate import COLUMNS, DEFECTS_FILE
+from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe import STAGES
 from ecompipe.settings import PROJECT_ROOT, Settings
 

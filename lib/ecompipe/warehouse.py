@@ -26,12 +26,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from ecompipe import seeds
 from ecompipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -248,13 +251,15 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 def apply_schema(engine: Engine, settings: Settings | None = None) -> None:
-    """Run ``sql/schema/*.sql`` in name order. Every statement there is idempotent."""
+    """Run ``sql/schema/*.sql`` in name order, then write the seeds into their tables. All idempotent."""
     files = sorted(((settings or Settings()).sql_dir / "schema").glob("*.sql"))
     with engine.begin() as conn:
         # Two kernels creating the same table at once would collide on the catalog.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('ecompipe.schema'))"))
         for path in files:
             conn.exec_driver_sql(path.read_text())
+        for name in seeds.names():
+            seeds.write(conn, name)
 
 
 def psql_invocation(settings: Settings | None = None) -> tuple[list[str], dict[str, str]]:
@@ -318,6 +323,44 @@ def increment_parameters(engine: Engine, scale: float | None, seed: int | None) 
             f"the warehouse was loaded with data generated at scale {right[0]:g} and seed {right[1]}; an increment "
             f"must use the same: --scale {right[0]:g} --seed {right[1]}, or leave both out")
     return right
+
+
+def increment_state(engine: Engine, day: date, ids_below: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a day's increment is drawn against: customers who signed up before ``day`` (with ids below
+    ``ids_below``: not the generator's orphans) and products with a price."""
+    with engine.connect() as conn:
+        customers = pd.read_sql(sa.text(
+            "select customer_id, signup_date from customers where signup_date < :day and customer_id < :orphan"
+        ), conn, params={"day": day, "orphan": ids_below})
+        products = pd.read_sql(sa.text(
+            "select product_id, unit_price from products where unit_price > 0 order by product_id"), conn)
+    if customers.empty or products.empty:
+        raise ValueError(f"An increment for {day} needs customers who signed up before it and products in the "
+                         "warehouse: run the full pipeline first (`ecompipe run`).")
+    return customers, products
+
+
+def reserve_increment_ids(engine: Engine, day: date, customers: int, orders: int, ids_below: int) -> tuple[int, int]:
+    """The first customer and order id of ``day``'s increment: reserved once in ``increment_ids``, then reused."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('ecompipe.increment_ids'))"))
+        block = conn.execute(sa.text(
+            "select first_customer_id, customers, first_order_id, orders from increment_ids where day = :day"
+        ), {"day": day}).one_or_none()
+        if block is not None:
+            if (block.customers, block.orders) != (customers, orders):
+                raise ValueError(f"{day} was generated before with other parameters ({block.customers} signups and "
+                                 f"{block.orders} orders, now {customers} and {orders}): use the same scale and seed.")
+            return block.first_customer_id, block.first_order_id
+        first_customer, first_order = conn.execute(sa.text("""
+            select greatest((select max(customer_id) from customers where customer_id < :orphan),
+                            (select max(first_customer_id + customers - 1) from increment_ids), 0) + 1,
+                   greatest((select max(order_id) from orders where order_id < :orphan),
+                            (select max(first_order_id + orders - 1) from increment_ids), 0) + 1
+        """), {"orphan": ids_below}).one()
+        conn.execute(sa.text("insert into increment_ids values (:day, :fc, :c, :fo, :o)"),
+                     {"day": day, "fc": first_customer, "c": customers, "fo": first_order, "o": orders})
+    return first_customer, first_order
 
 
 RUN_LOCK = "ecompipe.run"
