@@ -30,6 +30,7 @@ from psycopg2 import sql
 
 from ecompipe import generate, ingest, warehouse
 from ecompipe.settings import Settings
+from ecompipe.warehouse import set_local
 from ecompipe.rawformat import COLUMNS
 
 
@@ -72,7 +73,7 @@ def contract_floor(engine, raw_dir: Path) -> None:
     try:
         with conn.cursor() as cur:
             schema = ingest._Schema.read(cur, list(COLUMNS))
-            cur.execute(ingest.MEMORY)
+            set_local(cur, Settings().ingest_tuning)
             for table, path in files.items():
                 staged, typed = (sql.Identifier(f"bench_floor_{kind}_{table}") for kind in ("staged", "typed"))
                 cur.execute(sql.SQL("create unlogged table {} (like {} including identity)").format(

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ecompipe import warehouse
-from ecompipe.warehouse import EmbeddedPostgres, WarehouseError
+from ecompipe.embedded import EmbeddedPostgres, WarehouseError
 
 
 @pytest.mark.parametrize("raw", ["postgresql://u:p@h:5433/db", "postgres://u:p@h:5433/db",
@@ -61,7 +61,7 @@ def test_embedded_server_starts_on_first_use_and_is_reused(server):
 
 
 def test_embedded_server_survives_its_starter_and_restarts_after_stop(server, tmp_path):
-    starter = "from pathlib import Path; from ecompipe.warehouse import EmbeddedPostgres; " \
+    starter = "from pathlib import Path; from ecompipe.embedded import EmbeddedPostgres; " \
               f"EmbeddedPostgres(Path({str(server.directory)!r})).ensure_running()"
     subprocess.run([sys.executable, "-c", starter], check=True, timeout=60)
     assert server.is_ready(), "the server stopped when the process that started it exited"
@@ -72,7 +72,7 @@ def test_embedded_server_survives_its_starter_and_restarts_after_stop(server, tm
 
 
 def test_many_processes_starting_at_once_share_one_server(server):
-    code = ("import sys; from pathlib import Path; from ecompipe.warehouse import EmbeddedPostgres; "
+    code = ("import sys; from pathlib import Path; from ecompipe.embedded import EmbeddedPostgres; "
             "s = EmbeddedPostgres(Path(sys.argv[1])); s.ensure_running(); "
             "print((s.pgdata / 'postmaster.pid').read_text().split()[0])")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(server.directory)], stdout=subprocess.PIPE, text=True)

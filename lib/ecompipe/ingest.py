@@ -28,6 +28,7 @@ import csv
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -39,12 +40,12 @@ from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ecompipe.rawformat import COLUMNS
-from ecompipe.warehouse import TRANSIENT, blaming
+from ecompipe.settings import Settings
+from ecompipe.warehouse import TRANSIENT, blaming, set_local
 
 log = logging.getLogger(__name__)
 
 MODES = ("replace", "upsert")
-MEMORY = "set local work_mem = '256MB'; set local maintenance_work_mem = '512MB'"  # sorts of keys, key indexes
 COPY_BUFFER = 1 << 20  # psycopg2 sends 8 KB per round trip by default
 ATTEMPTS = 5
 
@@ -146,7 +147,7 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
     try:
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('ecompipe.ingest'))")
-            cur.execute(MEMORY)
+            set_local(cur, Settings().ingest_tuning)
             cur.execute(sql.SQL("truncate {} restart identity").format(
                 sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
             staged = {table: _stage(cur, sql.Identifier("staging", table), path, headers[table])
@@ -386,6 +387,70 @@ def _date_ok(v: sql.Composable) -> sql.Composable:
         else false end""").format(y=y, m=m, d=d)
 
 
+@dataclass(frozen=True)
+class _Table:
+    """What the rules know of the table being promoted."""
+
+    name: str
+    columns: tuple[str, ...]
+    keys: list[str]
+    refs: dict[str, tuple[str, str]]  # column -> (parent table, parent column)
+    expected: dict[str, str]  # a typed column -> what its values must look like
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A hard rule. A row that breaks it goes to quarantine, with a reason naming the rule's column and value.
+
+    ``where`` gives the columns of a table it checks (None: the row as a whole); ``broken`` and ``reason`` are
+    SQL over a judged staging row (``c``): its text values ``c.<column>``, and what the load computes for
+    them: ``ok_<column>`` (the value fits its type), ``t_<column>`` (a key or reference, typed),
+    ``repeated`` and ``previous_line`` (the key was on an earlier line), ``orphan_<column>`` and
+    ``refused_<column>`` (no parent row; the parent's own refusal, if it was refused).
+    """
+
+    name: str
+    dimension: str  # the quality dimension the refusals count against (04_validate)
+    what: str
+    where: Callable[[_Table], list[str | None]]
+    broken: Callable[[_Table, str | None], sql.Composable]
+    reason: Callable[[_Table, str | None], sql.Composable]
+
+
+_c = sql.Identifier
+_lit = sql.Literal
+
+
+def _key_text(t: _Table) -> sql.Composable:
+    return sql.SQL(" || ', ' || ").join(sql.SQL("{} || '=' || {}").format(_lit(k), _c(f"t_{k}")) for k in t.keys)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("unparseable", "validity", "a value that does not parse as its column's type, or does not fit it",
+         where=lambda t: list(t.expected),
+         broken=lambda t, col: sql.SQL("(c.{v} is not null and not {ok})").format(v=_c(col), ok=_c(f"ok_{col}")),
+         reason=lambda t, col: sql.SQL("format({msg}, left(c.{v}, 60))").format(
+             msg=_lit(f"{col}: %L is not {t.expected[col]}"), v=_c(col))),
+    Rule("null key", "completeness", "an empty key, or an empty reference: the row cannot be linked",
+         where=lambda t: [col for col in t.columns if col in t.keys or col in t.refs],
+         broken=lambda t, col: sql.SQL("(c.{} is null)").format(_c(col)),
+         reason=lambda t, col: _lit(f"null key: {col} is empty")),
+    Rule("duplicate key", "uniqueness", "a key already on an earlier line of the file: the first row wins",
+         where=lambda t: [None],
+         broken=lambda t, col: sql.SQL("coalesce(repeated, false)"),
+         reason=lambda t, col: sql.SQL("format('duplicate key: %s, also at line %s', {}, previous_line + 1)").format(
+             _key_text(t))),
+    Rule("orphan", "consistency", "a reference to a row its parent table does not hold",
+         where=lambda t: list(t.refs),
+         broken=lambda t, col: _c(f"orphan_{col}"),
+         reason=lambda t, col: sql.SQL(
+             "case when {why} is null then format({msg}, {v}) else format({refused}, {v}, {why}) end").format(
+             why=_c(f"refused_{col}"), v=_c(f"t_{col}"), msg=_lit(f"orphan: {col}=%s is not in {t.refs[col][0]}"),
+             refused=_lit(f"orphan: {col}=%s was quarantined (%s)"))),
+)
+"""Every hard rule, in the order a refused row's reasons list them."""
+
+
 def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[int, int]:
     """Move ``staging.<table>`` into quarantine, then the rest into core; return (loaded, quarantined).
 
@@ -394,36 +459,32 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
     """
     columns, keys, refs = COLUMNS[table], schema.keys[table], schema.references[table]
     ident, lit = sql.Identifier, sql.Literal
-    checks, typed, broken, reasons = [], [], [], []
+    checks, typed, expected = [], [], {}
     for column in columns:
         raw = sql.SQL("c.{}").format(ident(column))
         full_type = schema.types[table][column][1]
         check = _valid(sql.SQL("s.{}").format(ident(column)), *schema.types[table][column], schema.soft_input_check)
         if check is not None:
-            expression, expected = check
+            expression, expected[column] = check
             ok = ident(f"ok_{column}")
             checks.append(sql.SQL(", {} as {}").format(expression, ok))
             if column in keys or column in refs:
                 typed.append(sql.SQL(", case when {ok} then {raw}::{type} end as {name}").format(
                     ok=ok, raw=raw, type=sql.SQL(full_type), name=ident(f"t_{column}")))
-            unparsed = sql.SQL("({raw} is not null and not {ok})").format(raw=raw, ok=ok)
-            broken.append(unparsed)
-            reasons.append(sql.SQL("case when {bad} then format({msg}, left({raw}, 60)) end").format(
-                bad=unparsed, raw=raw, msg=lit(f"{column}: %L is not {expected}")))
         elif column in keys or column in refs:
             typed.append(sql.SQL(", {} as {}").format(raw, ident(f"t_{column}")))
-        if column in keys or column in refs:  # a row without its key, or without its parent's, cannot be linked
-            empty = sql.SQL("({} is null)").format(raw)
-            broken.append(empty)
-            reasons.append(sql.SQL("case when {} then {} end").format(empty, lit(f"null key: {column} is empty")))
+    t = _Table(table, columns, keys, refs, expected)
+    broken, reasons, rules = [], [], []
+    for rule in RULES:
+        for column in rule.where(t):
+            condition = rule.broken(t, column)
+            broken.append(condition)
+            reasons.append(sql.SQL("case when {} then {} end").format(condition, rule.reason(t, column)))
+            rules.append(sql.SQL("case when {} then {} end").format(condition, lit(rule.name)))
 
     key_cols = sql.SQL(", ").join(ident(f"t_{k}") for k in keys)
     # column by column: comparing row values is several times slower
     same_as_previous = sql.SQL(" and ").join(sql.SQL("{k} = lag({k}) over w").format(k=ident(f"t_{k}")) for k in keys)
-    key_text = sql.SQL(" || ', ' || ").join(sql.SQL("{} || '=' || {}").format(lit(k), ident(f"t_{k}")) for k in keys)
-    broken.append(sql.SQL("coalesce(repeated, false)"))
-    reasons.append(sql.SQL("case when repeated then format('duplicate key: %s, also at line %s', {key}, previous_line + 1) end"
-                           ).format(key=key_text))
     joins, orphan_flags = [], []
     for n, (column, (parent, parent_column)) in enumerate(refs.items()):
         alias, flag, refused = ident(f"p{n}"), ident(f"orphan_{column}"), ident(f"q{n}")
@@ -440,12 +501,6 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
         orphan_flags.append(sql.SQL(", (k.{c} is not null and {a}.{pc} is null) as {flag}, {q}.why as {why}").format(
             c=ident(f"t_{column}"), a=alias, pc=ident(parent_column), flag=flag, q=refused,
             why=ident(f"refused_{column}")))
-        broken.append(flag)
-        reasons.append(sql.SQL("""case when {flag} then case
-                when {why} is null then format({msg}, {c}) else format({msg_refused}, {c}, {why}) end end""").format(
-            flag=flag, c=ident(f"t_{column}"), why=ident(f"refused_{column}"),
-            msg=lit(f"orphan: {column}=%s is not in {parent}"),
-            msg_refused=lit(f"orphan: {column}=%s was quarantined (%s)")))
 
     cur.execute(sql.SQL("""
         with typed as (
@@ -466,15 +521,16 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
         judged as (
             select k.* {orphan_flags} from keyed k {joins}
         )
-        insert into quarantine (source_file, line, table_name, raw, reasons)
-        select _file, _line + 1, {table}, jsonb_build_object({raw}), array_remove(array[{reasons}]::text[], null)
+        insert into quarantine (source_file, line, table_name, raw, reasons, rules)
+        select _file, _line + 1, {table}, jsonb_build_object({raw}), array_remove(array[{reasons}]::text[], null),
+               array_remove(array[{rules}]::text[], null)
         from judged c where {broken}
     """).format(
         typed=sql.SQL("").join(typed), checks=sql.SQL("").join(checks), staging=sql.Identifier("staging", table),
         same_as_previous=same_as_previous,
         key_cols=key_cols, orphan_flags=sql.SQL("").join(orphan_flags),
         joins=sql.SQL(" ").join(joins), table=lit(table), broken=sql.SQL(" or ").join(broken),
-        reasons=sql.SQL(", ").join(reasons),
+        reasons=sql.SQL(", ").join(reasons), rules=sql.SQL(", ").join(rules),
         raw=sql.SQL(", ").join(sql.SQL("{}, c.{}").format(lit(c), ident(c)) for c in columns),
     ))
     quarantined = cur.rowcount
@@ -563,18 +619,19 @@ def _add_key(cur, table: str, name: str, definition: str) -> None:
 
 
 def quarantine_reasons(engine: Engine, examples: int = 2) -> pd.DataFrame:
-    """Quarantined rows by reason (the part before the colon), most frequent first, with examples."""
+    """Quarantined rows by table and rule, most frequent first, with examples of the reasons. A row refused
+    for several reasons counts under each."""
     return pd.read_sql(
         """
         with reasons as (
-            select table_name, split_part(reason, ':', 1) as reason, reason as detail, source_file, line,
-                   row_number() over (partition by table_name, split_part(reason, ':', 1) order by source_file, line) as n
-            from quarantine, unnest(reasons) as reason
+            select table_name, rule, reason, source_file, line,
+                   row_number() over (partition by table_name, rule order by source_file, line) as n
+            from quarantine, unnest(rules, reasons) as r(rule, reason)
         )
-        select table_name, reason, count(*) as rows,
-               string_agg(format('%%s line %%s: %%s', regexp_replace(source_file, '^.*/', ''), line, detail), ' | ')
+        select table_name, rule as reason, count(*) as rows,
+               string_agg(format('%%s line %%s: %%s', regexp_replace(source_file, '^.*/', ''), line, reason), ' | ')
                    filter (where n <= %(examples)s) as examples
-        from reasons group by table_name, reason order by rows desc, table_name, reason
+        from reasons group by table_name, rule order by rows desc, table_name, rule
         """,
         engine, params={"examples": examples},
     )

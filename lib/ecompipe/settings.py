@@ -27,6 +27,23 @@ class Settings(BaseSettings):
     warehouse_dir: Path = PROJECT_ROOT / ".warehouse"
     outputs_dir: Path = PROJECT_ROOT / "outputs"
 
+    # PostgreSQL memory for ecompipe's own transactions only, so that sorts and hashes of millions of rows
+    # stay in memory. On a small shared server, lower them.
+    ingest_work_mem: str = "256MB"  # a load's sorts of keys
+    ingest_maintenance_work_mem: str = "512MB"  # a load's key indexes
+    transform_work_mem: str = "512MB"  # the marts' aggregates and sorts
+    transform_hash_mem_multiplier: float = 2.0
+    transform_parallel_workers: int = 2  # workers per query (max_parallel_workers_per_gather)
+
+    @property
+    def ingest_tuning(self) -> dict[str, str]:
+        return {"work_mem": self.ingest_work_mem, "maintenance_work_mem": self.ingest_maintenance_work_mem}
+
+    @property
+    def transform_tuning(self) -> dict[str, str]:
+        return {"work_mem": self.transform_work_mem, "hash_mem_multiplier": str(self.transform_hash_mem_multiplier),
+                "max_parallel_workers_per_gather": str(self.transform_parallel_workers)}
+
     @property
     def notebooks_dir(self) -> Path:
         return PROJECT_ROOT / "notebooks"

@@ -28,7 +28,7 @@ from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
 from ecompipe.settings import PROJECT_ROOT, Settings
-from ecompipe.warehouse import blaming
+from ecompipe.warehouse import blaming, set_local
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ VIEWS = ("rfm_segments", "cohort_retention", "product_abc", "sales_trends", "cat
 """Models computed on read, over the tables."""
 BUILD_SCHEMA = "marts_build"
 
-TUNING = {  # for the build's transactions only
-    # Every summary is a few large hash aggregates or sorts: kept in memory they avoid spilling to disk.
-    "work_mem": "512MB",
-    "hash_mem_multiplier": "2",
-    "max_parallel_workers_per_gather": "2",
-}
 PLANNER = {
     # Hash tables of millions of groups are slow here. orders and order_items are stored in order_id order:
     # merging them and summing each order's lines as they stream past takes 18 s at scale 100, hashing 30 s.
@@ -118,11 +112,11 @@ def _build(engine: Engine, conn, progress) -> list[Built]:
             cur.execute("select pg_export_snapshot()")
             future = pool.submit(_build_committed, alongside, ALONGSIDE, cur.fetchone()[0])
             try:
-                _tune(cur, TUNING)
+                set_local(cur, Settings().transform_tuning)
                 cur.execute("show search_path")
                 search_path = cur.fetchone()[0]
                 # The build schema first, so each model reads the tables just built before it
-                _tune(cur, {"search_path": f"{BUILD_SCHEMA}, {search_path}"})
+                set_local(cur, {"search_path": f"{BUILD_SCHEMA}, {search_path}"})
                 for name in TABLES:
                     if future.done():
                         future.result()  # the other connection failed: stop now
@@ -134,7 +128,7 @@ def _build(engine: Engine, conn, progress) -> list[Built]:
                     alongside.cancel()
                     time.sleep(0.1)
                 raise
-            _tune(cur, {"search_path": search_path})
+            set_local(cur, {"search_path": search_path})
             _swap(cur)
             for name in VIEWS:
                 started = time.perf_counter()
@@ -153,7 +147,7 @@ def _build_committed(conn, name: str, snapshot: str) -> Built:
         with conn.cursor() as cur:
             cur.execute("set transaction isolation level repeatable read")
             cur.execute("set transaction snapshot %s", (snapshot,))
-            _tune(cur, TUNING)
+            set_local(cur, Settings().transform_tuning)
             built = _create_table(cur, name)
         conn.commit()
         return built
@@ -172,12 +166,6 @@ def _create_table(cur, name: str) -> Built:
     return Built(name, "table", rows, round(time.perf_counter() - started, 3))
 
 
-def _tune(cur, settings: dict[str, str]) -> None:
-    """Set ``settings`` until the transaction ends."""
-    for name, value in settings.items():
-        cur.execute("select set_config(%s, %s, true)", (name, value))
-
-
 @contextlib.contextmanager
 def _planner(cur, settings: dict[str, str]):
     """Planner settings for one statement."""
@@ -186,7 +174,7 @@ def _planner(cur, settings: dict[str, str]):
         cur.execute("select current_setting(%s), set_config(%s, %s, true)", (name, name, value))
         previous[name] = cur.fetchone()[0]
     yield
-    _tune(cur, previous)
+    set_local(cur, previous)
 
 
 def _blaming(name: str):

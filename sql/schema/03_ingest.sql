@@ -75,6 +75,7 @@ create table if not exists quarantine (
     table_name   text not null,
     raw          jsonb not null,   -- the row's values exactly as they arrived, by column
     reasons      text[] not null,
+    rules        text[] not null,  -- the rule each reason is for (ecompipe.ingest.RULES), in the same order
     primary key (source_file, line)
 );
 
@@ -89,6 +90,11 @@ create table if not exists ingest_loads (
 
 do $$
 begin
+    if not exists (select 1 from information_schema.columns
+                   where table_schema = current_schema() and table_name = 'quarantine' and column_name = 'rules') then
+        delete from quarantine;  -- rebuilt by the next load; its rows cannot be given their rules
+        alter table quarantine add column rules text[] not null;
+    end if;
     if not exists (select 1 from information_schema.columns
                    where table_schema = current_schema() and table_name = 'ingest_loads' and column_name = 'as_of') then
         alter table ingest_loads

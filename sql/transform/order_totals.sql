@@ -3,8 +3,8 @@
 -- Inputs: orders, order_items, order_statuses, data_as_of.
 --
 -- An order bears revenue when order_statuses says its status does (placed, shipped, delivered); an unknown
--- or missing status does not. A line is worth quantity x unit_price - discount, a missing discount
--- counting as none; a line missing its quantity or price is worth nothing known, so it adds nothing.
+-- or missing status does not. A line is worth line_revenue(...) (sql/schema/05_line_revenue.sql); a line
+-- missing its quantity or price is worth nothing known, so it adds nothing.
 -- An order's date is its timestamp's date in the session's time zone; without a timestamp, it has none.
 -- The as-of rule: an order dated after the data's as-of date has no date either (it counts in customer and
 -- product totals, in no day or month), and is flagged, for validation to report.
@@ -35,7 +35,7 @@ lines as (
     select
         order_id,
         coalesce(sum(quantity), 0) as units,
-        coalesce(sum(quantity * unit_price - coalesce(discount, 0)), 0) as revenue
+        coalesce(sum(line_revenue(quantity, unit_price, discount)), 0) as revenue
     from order_items
     group by order_id
 ),

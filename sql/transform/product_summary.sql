@@ -37,7 +37,7 @@ sold as (
         product_id,
         count(*) as lines,
         sum(quantity) as units_sold,
-        sum(quantity * unit_price - coalesce(discount, 0)) as total_revenue
+        sum(line_revenue(quantity, unit_price, discount)) as total_revenue
     from revenue_lines
     group by product_id
 ),
