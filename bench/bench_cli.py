@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import own_warehouse  # noqa: F401  (first: the benchmark's own warehouse)
+
 COMMANDS = (("--help",), ("runs",), ("db", "url"))
 ECOMPIPE = Path(sys.executable).with_name("ecompipe")
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from psycopg2 import sql
 
+import own_warehouse  # noqa: F401  (first: the benchmark's own warehouse)
+
 from ecompipe import generate, ingest, warehouse
 from ecompipe.settings import Settings
 from ecompipe.warehouse import set_local

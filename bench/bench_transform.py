@@ -19,6 +19,8 @@ import duckdb
 import sqlalchemy as sa
 from psycopg2 import sql
 
+import own_warehouse  # noqa: F401  (first: the benchmark's own warehouse)
+
 from ecompipe import generate, ingest, transform, warehouse
 from ecompipe.rawformat import COLUMNS
 

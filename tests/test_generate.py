@@ -4,6 +4,7 @@ their ledger row by row. The defect detectors here are written independently of 
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import re
 import subprocess
@@ -87,6 +88,31 @@ def test_files_are_identical_across_processes_with_different_hash_seeds(tmp_path
                        env={**os.environ, "PYTHONHASHSEED": seed})
     for name in COLUMNS:
         assert filecmp.cmp(tmp_path / "1" / f"{name}.csv", tmp_path / "2" / f"{name}.csv", shallow=False), name
+
+
+PINNED = {  # sha256 of the files of two specs: a refactoring of the generator must leave them unchanged
+    "tiny": {
+        "customers.csv": "45a31cf6b5e0e5bb5655236b19db75d515c3413f9d125a4c7a7ca99ba90c1804",
+        "products.csv": "e8ddb6af8b0b5b85d3b47209a0379089a4627bd091781f46514e18bb09397a81",
+        "orders.csv": "087f05183f9a0be6e806c0d0a2769a74586ba0e716161868946c7b525fbff54d",
+        "order_items.csv": "aa6c5f4b987257c6828bc621ae0a5e2cce8b6a928c799c26e98753cbc8584f88",
+        "_defects.csv": "28d1fce1b1214ee823aeecf19df57fa97bcfe7fe64c127fde03848b8d75cec9b",
+    },
+    "noisy": {
+        "customers.csv": "2f448246ed49022c9689d4000028fc492e01ae4a0a56ba07749394022a899805",
+        "products.csv": "e8ddb6af8b0b5b85d3b47209a0379089a4627bd091781f46514e18bb09397a81",
+        "orders.csv": "92c31091a0bf9a73fedeaa6c56187f9c6bf5c9a671d12e897670a9ab24145f7e",
+        "order_items.csv": "fd29cd4f5c9a0a88121cc6d439f2dc6da2b1e578f0401653f8001a0d2ee4f990",
+        "_defects.csv": "33bd8fe4211ae273d086ce4a92ded84ff78f035437911bf2863beca68bb83745",
+    },
+}
+
+
+def test_the_files_are_the_pinned_bytes(tiny_raw, noisy):
+    folders = {"tiny": tiny_raw, "noisy": noisy[1].raw_dir}
+    hashes = {label: {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in PINNED[label]}
+              for label, folder in folders.items()}
+    assert hashes == PINNED
 
 
 def test_files_have_the_documented_header(tiny_raw):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import nbformat
@@ -40,3 +43,21 @@ def test_parameters_cells_hold_literals_only():
         for statement in ast.parse(params.source).body:
             assert isinstance(statement, ast.Assign), f"{stage}: {ast.unparse(statement)}"
             ast.literal_eval(statement.value)  # raises on anything but a literal
+
+
+def test_benches_use_a_warehouse_of_their_own():
+    code = ("import sys; sys.path.insert(0, 'bench'); import own_warehouse; from ecompipe.settings import Settings; "
+            "s = Settings(); print(s.warehouse_dir); print(s.database_url)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "ECOMPIPE_DATABASE_URL": "postgresql://user:pw@users-own-server/shop"})
+    warehouse_dir, url = done.stdout.split()
+    assert warehouse_dir == str(PROJECT_ROOT / ".warehouse-bench") and url == "None"
+    touching = 0
+    for bench in (PROJECT_ROOT / "bench").glob("bench_*.py"):
+        text = bench.read_text()
+        # a bench reaches a warehouse through these modules, or by running the ecompipe command
+        if re.search(r"^from ecompipe import .*\b(warehouse|ingest|transform|runner)\b", text, re.M) \
+                or re.search(r"with_name\(\"ecompipe\"\)", text):
+            touching += 1
+            assert "import own_warehouse" in text, f"{bench.name} would run on the user's warehouse"
+    assert touching >= 3

@@ -204,6 +204,14 @@ class Generated:
     profile: Profile
 
 
+def defect_summary(spec: GenerateSpec, generated: Generated) -> pd.DataFrame:
+    """The defect catalogue with this run's rates and what was planted of each type."""
+    return pd.DataFrame([{
+        "defect": d.name, "rate": getattr(spec.rates, d.name), "planted": generated.defects.get(d.name, 0),
+        "files": ", ".join(d.files), "hard": d.hard, "dimension": d.dimension or "(an anomaly)", "what": d.what,
+    } for d in CATALOGUE]).set_index("defect")
+
+
 # ---------------------------------------------------------------- files
 
 def write_dataset(spec: GenerateSpec, out_dir: Path, progress=None, engine=None, workers: int | None = None

@@ -637,6 +637,12 @@ def quarantine_reasons(engine: Engine, examples: int = 2) -> pd.DataFrame:
     )
 
 
+def orders_by_status(engine: Engine) -> pd.DataFrame:
+    """Orders in core per status, the most frequent first; a missing status shows as None."""
+    return pd.read_sql("select status, count(*) as orders from orders group by status order by orders desc, status",
+                       engine)
+
+
 def latest_load(engine: Engine) -> dict | None:
     """The newest row of ``ingest_loads``: when, what, and each file's reconciliation."""
     with engine.connect() as conn:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from jupyter_client.manager import AsyncKernelManager
 from pydantic import BaseModel
 from traitlets.config import Config
 
@@ -145,14 +146,8 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
         declared = pm.inspect_notebook(str(notebook))
         started = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(notebook), str(output),
-                parameters={k: v for k, v in params.recorded().items() if k in declared},
-                kernel_name=KERNEL, cwd=str(settings.notebooks_dir),
-                progress_bar=sys.stderr.isatty(), log_output=False,
-                # Unix sockets rather than unencrypted TCP between papermill and the kernel.
-                config=Config({"KernelManager": {"transport": "ipc"}}),
-            )
+            execute(notebook, output, {k: v for k, v in params.recorded().items() if k in declared},
+                    cwd=settings.notebooks_dir)
         except pm.PapermillExecutionError as exc:
             entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
             raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
@@ -163,6 +158,40 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
             manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
                                       for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
         log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
+
+
+def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
+    """Execute ``notebook`` into ``output`` with papermill on the ecompipe kernel.
+
+    Raises papermill's ``PapermillExecutionError`` when a cell fails; the output notebook is written anyway.
+    """
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, cwd=str(cwd),
+        progress_bar=sys.stderr.isatty(), log_output=False,
+        kernel_manager_class=QuietShutdownKernelManager,
+        # Unix sockets rather than unencrypted TCP between papermill and the kernel.
+        config=Config({"KernelManager": {"transport": "ipc"}}),
+    )
+
+
+class QuietShutdownKernelManager(AsyncKernelManager):
+    """A kernel manager that does not interrupt an idle kernel to shut it down.
+
+    jupyter_client sends SIGINT first in every shutdown. papermill shuts the kernel down just after its last
+    request's reply; if the signal lands before the kernel has gone back to ignoring SIGINT (a few ms,
+    longer on a loaded machine), the kernel logs "KeyboardInterrupt caught in kernel" for nothing. The
+    shutdown request that follows is all an idle kernel needs; an interrupt asked for at any other time
+    (a cell's timeout) is sent as usual.
+    """
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:  # set by the shutdown that called us; cleared when a kernel starts
+            return
+        await super()._async_interrupt_kernel()
+
+    interrupt_kernel = _async_interrupt_kernel
 
 
 def _relative(path: Path, settings: Settings) -> str:
