@@ -32,7 +32,8 @@ test: install ## Run the test suite (pass pytest options: make test ARGS="-k ing
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-bench: install ## Print generation, ingest and transform speed (bench/)
+bench: install ## Print start-up, generation, ingest and transform speed (bench/), on a warehouse of its own
+	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_transform.py

@@ -86,3 +86,35 @@ def cohort_heatmap(heatmap: pd.DataFrame):
     ax.set(title=f"Cohort retention: {month_one:.1f}% of a cohort buy again the month after, on average",
            xlabel="Months after the first order", ylabel="Cohort (month of first order)")
     return ax
+
+
+def quality_scores(table: pd.DataFrame):
+    """The four dimensions' scores and the overall one, with its grade."""
+    ax = _axes((8, 3.6))
+    scores = pd.concat([table[["dimension", "score"]],
+                        pd.DataFrame({"dimension": ["overall"], "score": [table["overall_score"].iloc[0]]})])
+    sns.barplot(data=scores, y="dimension", x="score", orient="h", ax=ax,
+                hue="dimension", palette=["steelblue"] * 4 + ["darkslategrey"], legend=False)
+    for bar, value in zip(ax.patches, scores["score"]):
+        ax.text(bar.get_width() - 0.3, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center", ha="right",
+                color="white", fontsize=9)
+    worst = table.loc[table["score"].idxmin()]
+    ax.set(title=f"Data quality: grade {table['grade'].iloc[0]} ({table['overall_score'].iloc[0]:.2f}); "
+                 f"weakest: {worst['dimension']} ({worst['score']:.2f})",
+           xlabel="Score (% of values checked that pass their rules)", ylabel="",
+           xlim=(min(90.0, float(scores["score"].min()) - 1), 100))
+    return ax
+
+
+def quality_history(history: pd.DataFrame):
+    """Each dimension's score, run after run."""
+    ax = _axes()
+    if history.empty:
+        return _empty(ax, "Data quality across runs")
+    overall = history.drop_duplicates("run_id")
+    sns.lineplot(data=history, x="scored_at", y="score", hue="dimension", marker="o", markersize=4, ax=ax)
+    ax.set(title=f"Data quality across {len(overall)} runs: overall {overall['overall_score'].iloc[-1]:.2f} now, "
+                 f"{overall['overall_score'].min():.2f} at worst",
+           xlabel="Scored at (UTC)", ylabel="Score (%)")
+    ax.tick_params(axis="x", labelrotation=30)
+    return ax

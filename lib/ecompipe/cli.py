@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None, help="default: a new id from the start time")
     run.add_argument("--raw-dir", default=None,
                      help="ingest these CSV files (README, 'Raw file format') instead of generating data")
+    run.add_argument("--fail-on", choices=("none", "critical", "any"), default="none",
+                     help="make the validate stage fail when a quality rule of this severity fails (default none)")
     run.add_argument("--force", action="store_true",
                      help="let a load of earlier files (--stages without generate) replace the warehouse even "
                           "when it would empty a table or halve it")
@@ -114,6 +116,7 @@ def _run(args) -> int:
     as_of = args.as_of or (DEFAULT_AS_OF if generated else None)
     params = runner.RunParameters(
         run_id=args.run_id or runs.new_run_id(), raw_dir=raw_dir, increment=args.increment, force=args.force,
+        fail_on=args.fail_on,
         as_of=as_of.isoformat() if as_of else None,
         # generator parameters, only where data is generated; an increment's come from the warehouse
         scale=args.scale if args.increment else (args.scale or 1.0) if generated else None,
@@ -144,7 +147,7 @@ def _runs(args) -> int:
     if not found:
         print("No runs yet: `ecompipe run` starts one.")
         return 0
-    print(f"{'run_id':<26} {'started (UTC)':<20} {'status':<10} {'duration':>9} {'core rows':>10}  error")
+    print(f"{'run_id':<26} {'started (UTC)':<20} {'status':<10} {'duration':>9} {'core rows':>10} {'quality':>9}  error")
     for m in found:
         started = datetime.fromisoformat(m["started_at"])
         duration = ""
@@ -152,7 +155,9 @@ def _runs(args) -> int:
             duration = f"{(datetime.fromisoformat(m['finished_at']) - started).total_seconds():.1f} s"
         counts = m.get("row_counts") or {}
         rows = f"{sum(counts.get(t, 0) for t in CORE_TABLES):,}" if counts else ""
-        print(f"{m['run_id']:<26} {started:%Y-%m-%d %H:%M:%S}  {m['status']:<10} {duration:>9} {rows:>10}  "
+        quality = m.get("quality") or {}
+        score = f"{quality['overall_score']:.2f} {quality['grade']}" if quality else ""
+        print(f"{m['run_id']:<26} {started:%Y-%m-%d %H:%M:%S}  {m['status']:<10} {duration:>9} {rows:>10} {score:>9}  "
               f"{_error_line(m.get('error'))}")
     return 0
 

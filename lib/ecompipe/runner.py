@@ -50,6 +50,7 @@ class RunParameters(BaseModel):
     defect_rates: dict[str, float] | None = None
     raw_dir: str = ""
     force: bool = False  # replace the warehouse even where ingest's guard would refuse
+    fail_on: str = "none"  # fail the validate stage when a rule of this severity fails: none, critical, any
 
     def recorded(self) -> dict:
         return self.model_dump(exclude_none=True)
@@ -102,6 +103,7 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         "defects": {},
         "ingest": None,
         "quarantine": [],
+        "quality": None,
         "packages": _package_versions(),
         "git_commit": _git_commit(),
     }
@@ -150,14 +152,22 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
                     cwd=settings.notebooks_dir)
         except pm.PapermillExecutionError as exc:
             entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
+            if stage == "validate":  # scored before it failed on them: the manifest names the failed rules
+                _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
             raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
         entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
-        if stage == "ingest":
-            engine = warehouse.get_engine(settings)
-            manifest["ingest"] = ingest.latest_load(engine)
-            manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
-                                      for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
+        _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
         log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
+
+
+def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
+    """What a stage leaves in the warehouse that the manifest keeps: the load, the quality scores."""
+    if stage == "ingest":
+        manifest["ingest"] = ingest.latest_load(engine)
+        manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
+                                  for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
+    if stage == "validate":
+        manifest["quality"] = warehouse.quality(engine, run_id)
 
 
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:

@@ -102,8 +102,9 @@ def apply_schema(engine: Engine, settings: Settings | None = None) -> None:
     with engine.begin() as conn:
         # Two kernels creating the same table at once would collide on the catalog.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('ecompipe.schema'))"))
-        for path in files:
-            conn.exec_driver_sql(path.read_text())
+        with conn.connection.cursor() as cur:  # the driver's cursor, with no parameters: a % in the SQL is text
+            for path in files:
+                cur.execute(path.read_text())
         for name in seeds.names():
             seeds.write(conn, name)
 
@@ -213,6 +214,19 @@ def reserve_increment_ids(engine: Engine, day: date, customers: int, orders: int
         conn.execute(sa.text("insert into increment_ids values (:day, :fc, :c, :fo, :o)"),
                      {"day": day, "fc": first_customer, "c": customers, "fo": first_order, "o": orders})
     return first_customer, first_order
+
+
+def quality(engine: Engine, run_id: str) -> dict | None:
+    """A run's quality scores and the rules that failed, as stored by the validate stage; None if unscored."""
+    with engine.connect() as conn:
+        scores = conn.execute(sa.text("select dimension, score::float, overall_score::float, grade "
+                                      "from quality_scores where run_id = :r order by dimension"), {"r": run_id}).all()
+        failed = conn.execute(sa.text("""select suite, description, severity, unexpected_count from quality_results
+            where run_id = :r and not success order by severity, suite, description"""), {"r": run_id}).mappings().all()
+    if not scores:
+        return None
+    return {"scores": {s.dimension: s.score for s in scores}, "overall_score": scores[0].overall_score,
+            "grade": scores[0].grade, "failed": [dict(f) for f in failed]}
 
 
 RUN_LOCK = "ecompipe.run"
