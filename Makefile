@@ -32,11 +32,12 @@ test: install ## Run the test suite (pass pytest options: make test ARGS="-k ing
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-bench: install ## Print start-up, generation, ingest and transform speed (bench/), on a warehouse of its own
+bench: install ## Print start-up, generation, ingest, transform and validation speed (bench/), on a warehouse of its own
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_transform.py
+	$(BIN)/python bench/bench_validate.py --scales 1
 
 strip: install ## Clear outputs from notebooks/ before committing
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

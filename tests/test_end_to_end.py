@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import defects, generate, rawformat, transform
+from ecompipe import STAGES, defects, generate, rawformat, transform
+from ecompipe.settings import Settings
 from ecompipe.rawformat import COLUMNS
 
 from conftest import TINY, ecompipe, fingerprint
@@ -32,7 +33,7 @@ def test_run_succeeds_and_says_where_its_outputs_are(two_runs, isolated_settings
 
 def test_every_stage_notebook_is_executed_without_errors(two_runs, isolated_settings):
     run_dir = isolated_settings.run_dir("e2e-1")
-    for name in ("01_generate", "02_ingest", "03_transform"):
+    for name in (Settings().notebook(stage).stem for stage in STAGES):
         executed = nbformat.read(run_dir / f"{name}.ipynb", as_version=4)
         code = [c for c in executed.cells if c.cell_type == "code"]
         assert all(c.execution_count for c in code), f"{name}: a cell did not run"
@@ -56,12 +57,9 @@ def test_manifest_records_the_run(two_runs):
     assert manifest["finished_at"] >= manifest["started_at"]
     assert manifest["parameters"] == {"run_id": "e2e-1", "scale": TINY, "seed": 42, "as_of": "2026-11-24",
                                       "increment": False, "clean": False, "defect_rates": {}, "raw_dir": "",
-                                      "force": False}
+                                      "force": False, "fail_on": "none"}
     assert [(s["name"], s["status"], s["notebook"]) for s in manifest["stages"]] == [
-        ("generate", "succeeded", "outputs/runs/e2e-1/01_generate.ipynb"),
-        ("ingest", "succeeded", "outputs/runs/e2e-1/02_ingest.ipynb"),
-        ("transform", "succeeded", "outputs/runs/e2e-1/03_transform.ipynb"),
-    ]
+        (stage, "succeeded", f"outputs/runs/e2e-1/{Settings().notebook(stage).name}") for stage in STAGES]
     assert all(s["seconds"] > 0 for s in manifest["stages"])
     assert set(manifest["files"]) == {f"{t}.csv" for t in COLUMNS} | {"_defects.csv"}
     assert all(h.startswith("sha256:") and len(h) == 71 for h in manifest["files"].values())
@@ -174,7 +172,7 @@ def test_the_last_four_weeks_of_trends_end_at_as_of_and_hold_real_sales(two_runs
 
 def test_executed_notebooks_show_progress_as_one_line_and_no_error_coloured_output(two_runs, isolated_settings):
     run_dir = isolated_settings.run_dir("e2e-1")
-    for name in ("01_generate", "02_ingest", "03_transform"):
+    for name in (Settings().notebook(stage).stem for stage in STAGES):
         executed = nbformat.read(run_dir / f"{name}.ipynb", as_version=4)
         stderr = [o for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
         assert not stderr, f"{name}: {stderr[:2]}"

@@ -59,7 +59,7 @@ def test_the_whole_pipeline_runs_on_a_few_hand_written_rows(tiny_run):
 def test_a_raw_dir_run_records_its_folder_and_as_of_but_no_generator_parameters(tiny_run):
     _, run_dir = tiny_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert set(manifest["parameters"]) == {"run_id", "as_of", "increment", "raw_dir", "force"}
+    assert set(manifest["parameters"]) == {"run_id", "as_of", "increment", "raw_dir", "force", "fail_on"}
     assert manifest["parameters"]["as_of"] == "2024-06-30"
     assert set(manifest["files"]) == set(FILES) and manifest["defects"] == {}
     assert manifest["ingest"]["as_of"] == "2024-06-30" and manifest["ingest"]["scale"] is None
