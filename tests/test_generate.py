@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 import pytest
 
-from ecompipe import generate, planting, shop
+from ecompipe import generate, planting, seeds, shop
 from ecompipe.generate import DefectRates, GenerateSpec
 from ecompipe.rawformat import COLUMNS, DEFECTS_FILE, KEYS
 from ecompipe.shop import PAYMENT_METHODS, STATUSES
@@ -44,10 +44,67 @@ def noisy(tmp_path_factory):
 
 # ---------------------------------------------------------------- counts and determinism
 
-def test_scale_one_has_the_documented_counts(tmp_path):
-    rows = generate.write_dataset(GenerateSpec(scale=1, clean=True), tmp_path).rows
-    assert (rows["customers"], rows["products"], rows["orders"]) == (10_000, 495, 50_000)
-    assert sum(1 for _ in open(tmp_path / "orders.csv")) == 50_001  # header + rows
+@pytest.fixture(scope="module")
+def scale_one(tmp_path_factory):
+    """Scale 1 with the default defects: anomalous days included."""
+    raw = tmp_path_factory.mktemp("scale1")
+    return GenerateSpec(scale=1), generate.write_dataset(GenerateSpec(scale=1), raw)
+
+
+def test_scale_one_has_the_documented_counts(scale_one):
+    spec, result = scale_one
+    orders = read(result.raw_dir, "orders")
+    real = orders[orders["order_id"] < planting.ORPHAN_ID_OFFSET]
+    assert real["order_id"].nunique() == 50_000 and read(result.raw_dir, "customers")["customer_id"].nunique() == 10_000
+    assert result.rows["products"] == 495
+    assert result.defects["anomalous_day"] == 8  # what outages lose and surges gain came from other days
+
+
+def daily(result) -> pd.Series:
+    orders = read(result.raw_dir, "orders").drop_duplicates("order_id")
+    orders = orders[orders["order_id"] < planting.ORPHAN_ID_OFFSET]
+    days = pd.to_datetime(orders["order_ts"], utc=True).dt.tz_localize(None).dt.normalize()
+    return days.value_counts().sort_index().asfreq("D", fill_value=0)
+
+
+def ordinary(per_day: pd.Series, day: pd.Timestamp, events: set) -> float:
+    """The median of the same weekday in the four weeks either side, retail events left out."""
+    around = [day + pd.Timedelta(weeks=k) for k in (-4, -3, -2, -1, 1, 2, 3, 4)]
+    return float(per_day.reindex([d for d in around if d not in events]).median())
+
+
+def test_anomalous_days_are_outages_or_surges_of_whole_days(scale_one):
+    spec, result = scale_one
+    ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE)
+    planted = ledger[ledger["defect"] == "anomalous_day"]
+    per_day = daily(result)
+    for row in planted.itertuples():
+        day = pd.Timestamp(row.key)
+        ratio = per_day[day] / ordinary(per_day, day, set())
+        if row.detail.startswith("outage"):
+            assert ratio < 0.5, (row.key, ratio)
+        else:
+            assert 2.2 < ratio < 7, (row.key, ratio)
+
+
+def test_retail_events_peak_and_january_slumps(scale_one):
+    spec, result = scale_one
+    per_day = daily(result)
+    events = {e: (pd.Timestamp(a), pd.Timestamp(b)) for e, a, b in
+              ((r["event_id"], r["first_day"], r["last_day"]) for r in seeds.rows("retail_events"))}
+    event_days = {d for a, b in events.values() for d in pd.date_range(a, b)}
+    for year in (2024, 2025):
+        for event in ("black-friday", "cyber-monday"):
+            day = events[f"{event}-{year}"][0]
+            if spec.first_order_day <= day.date() <= spec.as_of:
+                lift = per_day[day] / ordinary(per_day, day, event_days)
+                assert 1.8 <= lift <= 3.6, (event, year, lift)  # 2-3x, give or take a day's chance
+    rush = per_day[events["christmas-rush-2025"][0]:events["christmas-rush-2025"][1]].mean()
+    early_december = per_day["2025-12-01":"2025-12-09"].mean()
+    assert rush > 1.2 * early_december
+    assert per_day["2026-01-02":"2026-01-31"].mean() < 0.85 * per_day["2025-11-01":"2025-11-20"].mean()
+    months = per_day[(per_day.index >= "2025-11-01") & (per_day.index < "2026-11-01")].resample("MS").sum()
+    assert months.idxmax().month in (11, 12), months.to_dict()  # the last 12 full months before as-of
 
 
 def test_defects_add_rows_but_never_change_the_clean_key_counts(tmp_path):
@@ -94,16 +151,16 @@ PINNED = {  # sha256 of the files of two specs: a refactoring of the generator m
     "tiny": {
         "customers.csv": "45a31cf6b5e0e5bb5655236b19db75d515c3413f9d125a4c7a7ca99ba90c1804",
         "products.csv": "e8ddb6af8b0b5b85d3b47209a0379089a4627bd091781f46514e18bb09397a81",
-        "orders.csv": "087f05183f9a0be6e806c0d0a2769a74586ba0e716161868946c7b525fbff54d",
-        "order_items.csv": "aa6c5f4b987257c6828bc621ae0a5e2cce8b6a928c799c26e98753cbc8584f88",
-        "_defects.csv": "28d1fce1b1214ee823aeecf19df57fa97bcfe7fe64c127fde03848b8d75cec9b",
+        "orders.csv": "7f3e1470cb97780cda0c9ed028855e3635f981c9a032a88a784132fe2199021b",
+        "order_items.csv": "1934cf401300eaf8bcde7fb7fa3b1fe524cb6bc0a0184e69bf4fdb8992b06722",
+        "_defects.csv": "7ebb8f7af53fd8844d8fb593bf829fbbc7e416cdf03b32222e9331f4dee006b6",
     },
     "noisy": {
         "customers.csv": "2f448246ed49022c9689d4000028fc492e01ae4a0a56ba07749394022a899805",
         "products.csv": "e8ddb6af8b0b5b85d3b47209a0379089a4627bd091781f46514e18bb09397a81",
-        "orders.csv": "92c31091a0bf9a73fedeaa6c56187f9c6bf5c9a671d12e897670a9ab24145f7e",
-        "order_items.csv": "fd29cd4f5c9a0a88121cc6d439f2dc6da2b1e578f0401653f8001a0d2ee4f990",
-        "_defects.csv": "33bd8fe4211ae273d086ce4a92ded84ff78f035437911bf2863beca68bb83745",
+        "orders.csv": "2716e3fa7af82fb42720266f734a5991847c85bd1a2703639de0db37cf56baba",
+        "order_items.csv": "fb1ec9fc4c30d5c33dbed9357fd7faa0fbcc44e3980b439e4d68fadb89b9d242",
+        "_defects.csv": "aeee0b620899207d35b8fbece8c5c84260edde91fb01c4715176e6fcc00039ac",
     },
 }
 
@@ -252,7 +309,8 @@ def detected(spec: GenerateSpec, raw) -> set[tuple[str, int, str]]:
 def test_every_planted_defect_is_in_the_ledger_and_nothing_else(noisy):
     spec, result = noisy
     ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE)
-    planted = {(r.file, r.line, r.defect) for r in ledger.itertuples() if r.defect != "outlier_amount"}
+    planted = {(r.file, r.line, r.defect) for r in ledger.itertuples()
+               if r.defect not in ("outlier_amount", "anomalous_day")}  # each checked by a test of its own below
     assert detected(spec, result.raw_dir) == planted
     assert set(ledger["defect"]) == set(DefectRates.model_fields)  # every type planted at these rates
 
@@ -260,13 +318,19 @@ def test_every_planted_defect_is_in_the_ledger_and_nothing_else(noisy):
 def test_ledger_rows_name_the_right_key_and_column(noisy):
     _, result = noisy
     ledger = pd.read_csv(result.raw_dir / DEFECTS_FILE, dtype={"key": str})
-    for file, rows in ledger.groupby("file"):
+    days = ledger[ledger["defect"] == "anomalous_day"]
+    for file, rows in ledger.drop(days.index).groupby("file"):
         frame = pd.read_csv(result.raw_dir / file, dtype=str, keep_default_na=False)
         name = file.removesuffix(".csv")
         at = frame.iloc[rows["line"] - 2]
         keys = at[list(KEYS[name])].agg("|".join, axis=1).tolist()
         assert keys == rows["key"].tolist(), file
         assert set(rows["column"]) <= set(COLUMNS[name]) | {"amount"}
+    # a day's key is its date, at the line of its first order (of the next day's, when an outage left none)
+    orders = pd.read_csv(result.raw_dir / "orders.csv", dtype=str)
+    at = orders.iloc[days["line"] - 2]["order_ts"].str[:10].to_numpy()
+    before = orders.iloc[days["line"] - 3]["order_ts"].str[:10].to_numpy()
+    assert len(days) > 0 and (before < days["key"].to_numpy()).all() and (at >= days["key"].to_numpy()).all()
 
 
 def test_outliers_are_ten_to_fifty_times_a_typical_order(noisy):

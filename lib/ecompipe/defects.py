@@ -22,6 +22,7 @@ class DefectType:
     hard: bool  # ingest must quarantine the row; a soft defect loads, for validation or anomalies to find
     dimension: str | None  # the quality dimension it breaks; None for an anomaly, which breaks no rule
     what: str
+    per: str = "row"  # what its rate is a share of, and what it spoils: rows, or whole days of orders
 
 
 CATALOGUE: tuple[DefectType, ...] = (
@@ -40,6 +41,9 @@ CATALOGUE: tuple[DefectType, ...] = (
                "signup (only where that stays inside the history)"),
     DefectType("outlier_amount", 0.001, ("orders",), False, None,
                "an ordinary order's quantities scaled to 10-50x the median order"),
+    DefectType("anomalous_day", 0.011, ("orders",), False, None,
+               "a whole day of broken volume: an outage at 5-30% of the day's expected orders, or a surge at 3-5x "
+               "(the orders it loses or gains come from other days); about eight days in two years", per="day"),
 )
 BY_NAME = {d.name: d for d in CATALOGUE}
 HARD = tuple(d.name for d in CATALOGUE if d.hard)

@@ -12,6 +12,7 @@ products in the warehouse.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 from collections import deque
@@ -31,7 +32,7 @@ from ecompipe.defects import CATALOGUE
 from ecompipe.planting import Ledger, Planting
 from ecompipe.rawformat import RawFiles, csv_body
 from ecompipe.shop import (CUSTOMERS_PER_SCALE, MAX_LINES, ORDERS_PER_SCALE, Shop, day_weights, draft_customers,
-                           draft_orders, orders_per_day, products_table, seeded, shop_of, signup_days)
+                           draft_orders, event_days, products_table, seeded, shop_of, signup_days)
 
 CHUNK_ROWS = 100_000
 
@@ -54,7 +55,7 @@ class GenerateSpec(BaseModel):
     history_days: int = Field(730, gt=0, description="days of orders, ending at as_of")
     signup_lead_days: int = Field(730, ge=0, description="signups start this long before the order history")
     yearly_growth: float = Field(0.20, ge=-0.5, description="year-over-year growth of order volume")
-    seasonal_amplitude: float = Field(0.45, ge=0, lt=1, description="yearly cycle, peaking at the end of November")
+    seasonal_amplitude: float = Field(0.15, ge=0, lt=1, description="yearly cycle, peaking at the end of November")
     activity_sigma: float = Field(1.3, ge=0, description="spread of customers' lognormal activity: the heavy tail")
     mean_lines: float = Field(2.0, ge=1, description="mean lines per order (geometric, at most MAX_LINES)")
     promo_share: float = Field(0.08, ge=0, le=1, description="share of orders under a promotion")
@@ -111,14 +112,29 @@ def customers_chunk(spec: GenerateSpec, rng: np.random.Generator, ids: np.ndarra
     return Chunk.of({"customers": table}, ledger)
 
 
-def orders_chunk(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.ndarray, first_id: int) -> Chunk:
-    """Orders on the given days (relative to the first order day) with ids from ``first_id``, and their lines."""
+@functools.lru_cache(maxsize=1)  # once per process: every chunk of orders needs it
+def orders_per_day(spec: GenerateSpec) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """How many orders each day of the history gets, and the days planted with a day defect."""
+    weights = day_weights(spec)
+    planted = planting.plant_days(spec, seeded(spec, 5), weights, event_days(spec))
+    return seeded(spec, 4).multinomial(spec.n_orders, weights / weights.sum()), planted
+
+
+def orders_chunk(spec: GenerateSpec, rng: np.random.Generator, shop: Shop, day: np.ndarray, first_id: int,
+                 planted_days: dict[int, tuple[str, str]] | None = None) -> Chunk:
+    """Orders on the given days (relative to the first order day) with ids from ``first_id``, and their lines.
+    ``planted_days`` (day -> defect and detail) go to the ledger at the line of the day's first order."""
     ledger, draft = Ledger(), draft_orders(spec, rng, shop, day, first_id)
+    for planted_day, (defect, detail) in (planted_days or {}).items():
+        if day.size and day[0] <= planted_day <= day[-1]:
+            ledger.add("orders", [np.searchsorted(draft.day, planted_day)],
+                       [str(spec.first_order_day + timedelta(days=planted_day))], "order_ts", defect, detail)
     on_orders = Planting(spec, rng, "orders", draft, ledger, shop)
     clean_orders = planting.plant_soft(on_orders, rng.random(draft.n))
     draft.price_lines()
     on_lines = Planting(spec, rng, "order_items", draft, ledger, shop)
     clean_lines = planting.plant_soft(on_lines, rng.random(draft.line_order.size))
+    clean_lines = clean_lines[np.isin(draft.line_order[clean_lines], clean_orders)]  # a clean line of a clean order
     orders, items = draft.tables(shop)
     profile = Profile()
     profile.add(draft.epoch, orders.column("customer_id").to_numpy(), draft.bearing(), draft.line_order,
@@ -247,7 +263,8 @@ def _tasks(spec: GenerateSpec) -> list[tuple[str, int, int, int]]:
     tasks = [("customers", c, start, min(start + spec.chunk_rows, spec.n_customers))
              for c, start in enumerate(range(0, spec.n_customers, spec.chunk_rows))]
     tasks.append(("products", 0, 0, 0))
-    tasks += [("orders", c, first, stop) for c, (first, stop) in enumerate(day_chunks(orders_per_day(spec), spec.chunk_rows))]
+    per_day, _ = orders_per_day(spec)
+    tasks += [("orders", c, first, stop) for c, (first, stop) in enumerate(day_chunks(per_day, spec.chunk_rows))]
     return tasks
 
 
@@ -276,10 +293,10 @@ def _run_task(spec: GenerateSpec, task: tuple[str, int, int, int]) -> Chunk:
         return customers_chunk(spec, seeded(spec, 1, chunk + 1), np.arange(first + 1, stop + 1, dtype=np.int64), signup)
     if kind == "products":
         return Chunk.of({"products": products_table(spec)}, Ledger())
-    per_day = orders_per_day(spec)  # computed once per process, like signup_days and the shop
+    per_day, planted_days = orders_per_day(spec)  # computed once per process, like signup_days and the shop
     day = np.repeat(np.arange(first, stop), per_day[first:stop])
     first_id = int(per_day[:first].sum()) + 1
-    return orders_chunk(spec, seeded(spec, 6, chunk), shop_of(spec), day, first_id)
+    return orders_chunk(spec, seeded(spec, 6, chunk), shop_of(spec), day, first_id, planted_days)
 
 
 # ---------------------------------------------------------------- daily increments

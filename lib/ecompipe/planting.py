@@ -78,6 +78,7 @@ class Planting:
 
 SOFT: dict[str, Callable[[Planting, np.ndarray], None]] = {}
 HARD_ROWS: dict[tuple[str, str], Callable] = {}
+DAYS: dict[str, Callable] = {}
 
 
 def soft(name: str):
@@ -96,12 +97,30 @@ def hard(name: str, file: str, column: str):
     return register
 
 
+def days(name: str):
+    """Register the function planting day defect ``name`` in a history's daily order volumes."""
+    def register(plant):
+        DAYS[name] = plant
+        return plant
+    return register
+
+
+def plant_days(spec, rng: np.random.Generator, weights: np.ndarray, events: list[str]) -> dict[int, tuple[str, str]]:
+    """Plant the day defects in ``weights``, the relative order volume of each day of the history (``events``:
+    each day's retail event, or ''); return the planted days, as day -> (defect, detail)."""
+    planted = {}
+    for d in CATALOGUE:
+        if d.per == "day" and getattr(spec.rates, d.name) > 0:
+            planted |= {day: (d.name, detail) for day, detail in DAYS[d.name](spec, rng, weights, events).items()}
+    return planted
+
+
 def plant_soft(planting: Planting, u: np.ndarray) -> np.ndarray:
     """Plant every soft defect type of the file in the rows whose draw ``u`` falls in its interval; return the
     rows left clean."""
     rates, start = planting.spec.rates, 0.0
     for d in CATALOGUE:
-        if d.hard or planting.file not in d.files:
+        if d.hard or d.per != "row" or planting.file not in d.files:
             continue
         rate = getattr(rates, d.name)
         SOFT[d.name](planting, np.flatnonzero((u >= start) & (u < start + rate)))
@@ -113,7 +132,7 @@ def plant_hard(planting: Planting, table: pa.Table, clean: np.ndarray) -> pa.Tab
     """Append the hard defects of the file to ``table``: copies of clean rows, broken, after all the others."""
     extras, at = [], table.num_rows
     for d in CATALOGUE:
-        if not d.hard or planting.file not in d.files:
+        if not d.hard or d.per != "row" or planting.file not in d.files:
             continue
         count = min(planting.rng.binomial(table.num_rows, getattr(planting.spec.rates, d.name)), clean.size)
         picked = np.sort(planting.rng.choice(clean, count, replace=False))
@@ -168,10 +187,10 @@ def _bad_timestamp(p: Planting, rows: np.ndarray) -> None:
 
 @soft("outlier_amount")
 def _outlier_amount(p: Planting, rows: np.ndarray) -> None:
-    # An ordinary order's quantities scaled so its amount is 10-50x the chunk's median order.
+    # An ordinary order's quantities scaled so its amount is 10-50x the shop's median order.
     o = p.draft
     amount = np.bincount(o.line_order, weights=o.quantity * o.price, minlength=o.n)
-    typical = np.median(amount)
+    typical = p.shop.typical_amount
     rows = rows[amount[rows] <= 2 * typical]
     multiple = p.rng.uniform(10, 50, rows.size)
     o.quantity_factor[rows] = np.maximum(2, np.ceil(multiple * typical / amount[rows])).astype(np.int64)
@@ -192,6 +211,20 @@ def _nonpositive_value(p: Planting, rows: np.ndarray) -> None:
     o.price[rows[on_price]] = bad_value[on_price]
     p.ledger.add(p.file, rows[~on_price], o.keys(p.file, rows[~on_price]), "quantity", "nonpositive_value")
     p.ledger.add(p.file, rows[on_price], o.keys(p.file, rows[on_price]), "unit_price", "nonpositive_value")
+
+
+@days("anomalous_day")
+def _anomalous_day(spec, rng: np.random.Generator, weights: np.ndarray, events: list[str]) -> dict[int, str]:
+    # Whole days, away from the history's edges and from retail events, so that no model of ordinary days
+    # could call them ordinary: half outages, half surges.
+    eligible = np.array([day for day, event in enumerate(events) if not event and 28 <= day < len(events) - 14])
+    count = min(round(spec.rates.anomalous_day * len(events)), eligible.size)
+    chosen = np.sort(rng.choice(eligible, count, replace=False))
+    outage = rng.random(count) < 0.5
+    factor = np.where(outage, rng.uniform(0.05, 0.30, count), rng.uniform(3, 5, count))
+    weights[chosen] *= factor
+    return {int(day): (f"outage: {f:.0%} of the day's expected orders" if out else f"surge: {f:.1f}x the day's expected orders")
+            for day, out, f in zip(chosen, outage, factor)}
 
 
 @hard("duplicate_key", "customers", "customer_id")

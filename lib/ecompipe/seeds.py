@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+from datetime import date
 
 import sqlalchemy as sa
 
@@ -35,6 +36,12 @@ def order_statuses() -> tuple[str, ...]:
 def revenue_statuses() -> tuple[str, ...]:
     """The statuses whose orders bear revenue."""
     return tuple(r["status"] for r in rows("order_statuses") if r["is_revenue_bearing"] == "true")
+
+
+def retail_events() -> tuple[tuple[str, date, date], ...]:
+    """The retail calendar: (event, first day, last day) for each occurrence."""
+    return tuple((r["event"], date.fromisoformat(r["first_day"]), date.fromisoformat(r["last_day"]))
+                 for r in rows("retail_events"))
 
 
 def write(conn, name: str) -> None:

@@ -67,6 +67,10 @@ HOUR_WEIGHTS = (0.6, 0.4, 0.3, 0.2, 0.2, 0.3, 0.6, 1.0, 1.4, 1.7, 1.9, 2.1,
                 2.3, 2.2, 2.0, 1.9, 1.9, 2.0, 2.3, 2.6, 2.7, 2.4, 1.7, 1.0)
 YEARLY_PEAK_DAY = 334  # 30 November
 SALES_WEEKS = (324, 336)  # day of year: 20 November to 2 December, Black Friday to Cyber Monday
+EVENT_LIFT = {  # how busy a day of each event of the retail calendar (sql/seeds/retail_events.csv) is
+    "black_friday": 2.8, "black_friday_weekend": 2.2, "cyber_monday": 2.5,  # against an ordinary day
+    "christmas_rush": 1.45, "january_slump": 0.7,
+}
 
 # Status mix by order age in days: recent orders are still placed or shipped.
 STATUS_BY_AGE = (  # (max age, probabilities in STATUSES order)
@@ -223,13 +227,24 @@ def products_table(spec: GenerateSpec) -> pa.Table:
 # ---------------------------------------------------------------- orders and lines
 
 def day_weights(spec: GenerateSpec) -> np.ndarray:
-    """Relative order volume of each day of the history: growth x yearly x weekly cycles."""
+    """Relative order volume of each day of the history: growth x yearly and weekly cycles x retail events."""
     days = np.datetime64(spec.first_order_day) + np.arange(spec.history_days).astype("timedelta64[D]")
     day_of_year = (days - days.astype("datetime64[Y]")).astype(int) + 1
     weekday = (days.astype(int) + 3) % 7  # 1970-01-01 was a Thursday
     growth = (1 + spec.yearly_growth) ** (np.arange(spec.history_days) / 365.25)
     yearly = 1 + spec.seasonal_amplitude * np.cos(2 * np.pi * (day_of_year - YEARLY_PEAK_DAY) / 365.25)
-    return growth * yearly * np.array(WEEKDAY_WEIGHTS)[weekday]
+    lift = np.array([EVENT_LIFT.get(event, 1.0) for event in event_days(spec)])
+    return growth * yearly * np.array(WEEKDAY_WEIGHTS)[weekday] * lift
+
+
+def event_days(spec: GenerateSpec) -> list[str]:
+    """The retail event of each day of the history, or ''."""
+    first = spec.first_order_day
+    events = [""] * spec.history_days
+    for event, start, end in seeds.retail_events():
+        for offset in range(max((start - first).days, 0), min((end - first).days + 1, spec.history_days)):
+            events[offset] = event
+    return events
 
 
 @dataclass
@@ -242,18 +257,23 @@ class Shop:
     product_ids: np.ndarray
     list_price: np.ndarray
     product_p: np.ndarray
+    typical_amount: float  # the median order's amount before discounts, what an outlier is measured against
 
     @classmethod
     def build(cls, spec, customer_ids, signup_day, product_ids, list_price) -> Shop:
+        product_p = popularity(spec, product_ids)
         return cls(customer_ids, signup_day, np.cumsum(activity(spec, customer_ids)), product_ids, list_price,
-                   popularity(spec, product_ids))
+                   product_p, _typical_amount(spec, list_price, product_p))
 
 
-@functools.lru_cache(maxsize=1)
-def orders_per_day(spec: GenerateSpec) -> np.ndarray:
-    """How many orders each day of the history gets."""
-    weights = day_weights(spec)
-    return seeded(spec, 4).multinomial(spec.n_orders, weights / weights.sum())
+def _typical_amount(spec: GenerateSpec, list_price: np.ndarray, product_p: np.ndarray, sample: int = 20_000) -> float:
+    """The median amount of orders drawn as :func:`draft_orders` draws them, from a stream of its own."""
+    rng = seeded(spec, 7)
+    lines = np.minimum(rng.geometric(1 / spec.mean_lines, sample), MAX_LINES)
+    line_order = np.repeat(np.arange(sample), lines)
+    price = list_price[rng.choice(len(product_p), line_order.size, p=product_p)]
+    quantity = np.minimum(rng.geometric(0.72, line_order.size), MAX_QUANTITY)
+    return float(np.median(np.bincount(line_order, weights=quantity * price, minlength=sample)))
 
 
 @functools.lru_cache(maxsize=1)
