@@ -8,6 +8,7 @@ it draws an empty frame that says so, instead of failing.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -117,4 +118,48 @@ def quality_history(history: pd.DataFrame):
                  f"{overall['overall_score'].min():.2f} at worst",
            xlabel="Scored at (UTC)", ylabel="Score (%)")
     ax.tick_params(axis="x", labelrotation=30)
+    return ax
+
+
+def amount_distribution(histogram: pd.DataFrame, zscore, robust):
+    """Orders by amount on a log scale, each method's threshold, and the orders the robust method flagged."""
+    ax = _axes()
+    if histogram.empty:
+        return _empty(ax, "Order amounts")
+    ax.bar(histogram["low"], histogram["orders"], width=histogram["high"] - histogram["low"], align="edge",
+           color="lightsteelblue", label="orders")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for detection, style in ((zscore, "--"), (robust, "-")):
+        if detection.cut:
+            ax.axvline(detection.cut, color="firebrick", linestyle=style, linewidth=1,
+                       label=f"{detection.method}: {len(detection.flagged)} flagged above {detection.cut:,.0f}")
+    if len(robust.flagged):
+        ax.plot(robust.flagged["value"], [0.8] * len(robust.flagged), "|", color="firebrick", markersize=12,
+                label="flagged by the robust method")
+    ax.legend(fontsize=8)
+    ax.set(title=f"Order amounts: the z-score flags {len(zscore.flagged):,} orders, the robust method "
+                 f"{len(robust.flagged):,}", xlabel="Order revenue (currency units, log scale)",
+           ylabel="Orders (log scale)")
+    return ax
+
+
+def daily_anomalies(scored: pd.DataFrame, robust, z: float):
+    """Daily revenue, the band the robust method expects it in, retail events, and the flagged days."""
+    ax = _axes((11, 4.5))
+    if scored.empty or scored["expected"].isna().all():
+        return _empty(ax, "Daily revenue")
+    expected = scored["expected"]
+    low, high = np.expm1(expected - z * scored["scale"]), np.expm1(expected + z * scored["scale"])
+    ax.fill_between(scored["day"], low.clip(lower=0), high, color="lightsteelblue", alpha=0.6,
+                    label=f"expected (within {z:g} robust deviations)")
+    ax.plot(scored["day"], scored["revenue"], color="steelblue", linewidth=0.7, label="revenue")
+    events = scored[scored["event"] != ""]
+    ax.scatter(events["day"], events["revenue"], s=6, color="darkorange", label="retail event days")
+    hit = scored[scored["day"].dt.date.astype(str).isin(robust.flagged["key"])]
+    ax.scatter(hit["day"], hit["revenue"], s=40, facecolors="none", edgecolors="firebrick", linewidths=1.5,
+               label=f"flagged: {len(hit)} days")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set(title=f"Daily revenue: {len(hit)} days outside what the same weekday of nearby weeks expects",
+           xlabel="Day", ylabel="Revenue (currency units)", ylim=(0, 1.25 * scored["revenue"].max() or 1))
     return ax

@@ -22,7 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import ingest, runs, transform, warehouse
+from ecompipe import anomalies, ingest, runs, transform, validate, warehouse
 from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe import STAGES
 from ecompipe.settings import PROJECT_ROOT, Settings
@@ -104,6 +104,7 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         "ingest": None,
         "quarantine": [],
         "quality": None,
+        "anomalies": None,
         "packages": _package_versions(),
         "git_commit": _git_commit(),
     }
@@ -167,7 +168,9 @@ def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
         manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
                                   for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
     if stage == "validate":
-        manifest["quality"] = warehouse.quality(engine, run_id)
+        manifest["quality"] = validate.record(engine, run_id)
+    if stage == "anomalies":
+        manifest["anomalies"] = anomalies.record(engine, run_id)
 
 
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:

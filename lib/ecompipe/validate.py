@@ -26,8 +26,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ecompipe import defects, progress
-from ecompipe.rawformat import DEFECTS_FILE, KEYS
+from ecompipe import defects, progress, warehouse
+from ecompipe.rawformat import KEYS
 from ecompipe.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ def validate_and_score(engine: Engine, run_id: str, suites: list[str], step: str
 def ledger_report(engine: Engine, results: list[Result]) -> pd.DataFrame | str:
     """Per planted defect type: how many were planted, caught by a rule of its dimension, and missed; and per
     dimension, the rows its rules flagged that are no planted defect. Or why there is nothing to compare."""
-    planted = ledger(engine)
+    planted = warehouse.planted_defects(engine)
     if planted is None:
         return "No ground truth: the warehouse holds data that was not generated, so there is no ledger of defects."
     if not any(r.keys for r in results) and any(not r.success for r in results):
@@ -419,22 +419,6 @@ def summary(results: list[Result]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- against the planted truth
 
-def ledger(engine: Engine) -> pd.DataFrame | None:
-    """The defects planted in the data the warehouse holds: the ledgers of its last full load and of the
-    increments since, each row with the folder it came from. None when any of them has no ledger (data not
-    generated: no ground truth)."""
-    with engine.connect() as conn:
-        folders = conn.scalars(sa.text("""select source_dir from ingest_loads
-            where load_id >= (select max(load_id) from ingest_loads where mode = 'replace') order by load_id""")).all()
-    parts = []
-    for folder in folders:
-        path = Path(folder) / DEFECTS_FILE
-        if not path.is_file():
-            return None
-        parts.append(pd.read_csv(path, dtype={"key": str}).assign(folder=folder))
-    return pd.concat(parts, ignore_index=True) if parts else None
-
-
 def against_ledger(results: list[Result], planted: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each planted defect type that breaks a rule: planted, caught by a rule of its dimension, missed; and
     the unexpected rows that are no planted defect (false alarms), by rule."""
@@ -469,3 +453,16 @@ def _place(file: str, key: dict) -> tuple:
         return key["source_file"], int(key["line"])
     columns = KEYS.get(file, tuple(key))
     return f"{file}.csv", "|".join(str(key[c]) for c in columns)
+
+
+def record(engine: Engine, run_id: str) -> dict | None:
+    """A run's quality scores and the rules that failed, as stored by the validate stage; None if unscored."""
+    with engine.connect() as conn:
+        scores = conn.execute(sa.text("select dimension, score::float, overall_score::float, grade "
+                                      "from quality_scores where run_id = :r order by dimension"), {"r": run_id}).all()
+        failed = conn.execute(sa.text("""select suite, description, severity, unexpected_count from quality_results
+            where run_id = :r and not success order by severity, suite, description"""), {"r": run_id}).mappings().all()
+    if not scores:
+        return None
+    return {"scores": {s.dimension: s.score for s in scores}, "overall_score": scores[0].overall_score,
+            "grade": scores[0].grade, "failed": [dict(f) for f in failed]}

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
@@ -19,6 +20,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from ecompipe import seeds
 from ecompipe.embedded import EmbeddedPostgres, WarehouseError, pg_bin
+from ecompipe.rawformat import DEFECTS_FILE
 from ecompipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,17 +218,20 @@ def reserve_increment_ids(engine: Engine, day: date, customers: int, orders: int
     return first_customer, first_order
 
 
-def quality(engine: Engine, run_id: str) -> dict | None:
-    """A run's quality scores and the rules that failed, as stored by the validate stage; None if unscored."""
+def planted_defects(engine: Engine) -> pd.DataFrame | None:
+    """The defects planted in the data the warehouse holds: the ledgers (``_defects.csv``) of its last full load
+    and of the increments since, each row with the folder it came from. None when any of them has no ledger:
+    data that was not generated, for which there is no ground truth."""
     with engine.connect() as conn:
-        scores = conn.execute(sa.text("select dimension, score::float, overall_score::float, grade "
-                                      "from quality_scores where run_id = :r order by dimension"), {"r": run_id}).all()
-        failed = conn.execute(sa.text("""select suite, description, severity, unexpected_count from quality_results
-            where run_id = :r and not success order by severity, suite, description"""), {"r": run_id}).mappings().all()
-    if not scores:
-        return None
-    return {"scores": {s.dimension: s.score for s in scores}, "overall_score": scores[0].overall_score,
-            "grade": scores[0].grade, "failed": [dict(f) for f in failed]}
+        folders = conn.scalars(sa.text("""select source_dir from ingest_loads
+            where load_id >= (select max(load_id) from ingest_loads where mode = 'replace') order by load_id""")).all()
+    parts = []
+    for folder in folders:
+        path = Path(folder) / DEFECTS_FILE
+        if not path.is_file():
+            return None
+        parts.append(pd.read_csv(path, dtype={"key": str}).assign(folder=folder))
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 RUN_LOCK = "ecompipe.run"
