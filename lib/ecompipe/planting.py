@@ -217,14 +217,15 @@ def _nonpositive_value(p: Planting, rows: np.ndarray) -> None:
 def _anomalous_day(spec, rng: np.random.Generator, weights: np.ndarray, events: list[str]) -> dict[int, str]:
     # Whole days, away from the history's edges and from retail events, so that no model of ordinary days
     # could call them ordinary: half outages, half surges.
-    eligible = np.array([day for day, event in enumerate(events) if not event and 28 <= day < len(events) - 14])
+    eligible = np.array([day for day, event in enumerate(events) if not event and 28 <= day < len(events) - 14],
+                        dtype=np.int64)
     count = min(round(spec.rates.anomalous_day * len(events)), eligible.size)
     chosen = np.sort(rng.choice(eligible, count, replace=False))
     outage = rng.random(count) < 0.5
     factor = np.where(outage, rng.uniform(0.05, 0.30, count), rng.uniform(3, 5, count))
     weights[chosen] *= factor
-    return {int(day): (f"outage: {f:.0%} of the day's expected orders" if out else f"surge: {f:.1f}x the day's expected orders")
-            for day, out, f in zip(chosen, outage, factor)}
+    return {int(day): f"outage: {f:.0%} of the day's expected orders" if out else
+            f"surge: {f:.1f}x the day's expected orders" for day, out, f in zip(chosen, outage, factor)}
 
 
 @hard("duplicate_key", "customers", "customer_id")
