@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
+import subprocess
 
 import nbformat
 import pandas as pd
@@ -19,7 +22,9 @@ from conftest import TINY, ecompipe, fingerprint
 
 @pytest.fixture(scope="module")
 def two_runs(isolated_settings):
-    done = [ecompipe("run", "--scale", str(TINY), "--seed", "42", "--run-id", f"e2e-{i}") for i in (1, 2)]
+    """The whole pipeline, then the same data generated and loaded again: the same seed, the same files."""
+    done = [ecompipe("run", "--scale", str(TINY), "--seed", "42", "--run-id", "e2e-1"),
+            ecompipe("run", "--scale", str(TINY), "--seed", "42", "--run-id", "e2e-2", "--stages", "generate,ingest")]
     return done, [json.loads((isolated_settings.run_dir(f"e2e-{i}") / "manifest.json").read_text()) for i in (1, 2)]
 
 
@@ -229,3 +234,75 @@ def test_ingest_opened_by_hand_loads_the_newest_successful_full_run_not_a_failed
     customers = sum(1 for _ in open(source / "customers.csv")) - 1
     with engine.connect() as conn:
         assert conn.scalar(sa.text("select count(*) from customers")) == customers > 0
+
+
+# ---------------------------------------------------------------- the report, the HTML copies, the index
+
+SECTIONS = ("Key figures", "Sales by month", "Top products and customers", "Customers by RFM segment",
+            "Retention by cohort", "Data quality", "Anomalies", "Ingest", "The run's notebooks")
+
+
+@pytest.fixture(scope="module")
+def report_html(two_runs, isolated_settings) -> str:
+    return (isolated_settings.run_dir("e2e-1") / "report.html").read_text()
+
+
+def test_the_report_has_every_section_and_no_code(report_html):
+    headings = re.findall(r"<h2[^>]*>(.*?)<", report_html)
+    assert [h for h in headings if h in SECTIONS] == list(SECTIONS)
+    assert "hl-ipython3" not in report_html and "import pandas" not in report_html  # no code cell shown
+    assert re.search(r"<td>[ABCDF]</td>", report_html), "no grade in the quality table"
+
+
+def test_pages_are_self_contained(two_runs, isolated_settings):
+    run_dir = isolated_settings.run_dir("e2e-1")
+    pages = [run_dir / "report.html", *[run_dir / f"{Settings().notebook(s).stem}.html" for s in STAGES]]
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<script[^>]*\bsrc\s*=", text), page.name
+        assert not re.search(r"""\b(?:src|href)\s*=\s*["']?https?://""", text), page.name
+        assert not re.search(r"@import\s+url\(\s*['\"]?https?://", text), page.name
+
+
+def test_the_reports_images_are_inline_pngs_that_decode(report_html):
+    from PIL import Image
+
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', report_html)
+    assert len(images) >= 5  # monthly revenue, top customers, segments, cohorts, quality across runs
+    for data in images:
+        picture = Image.open(io.BytesIO(base64.b64decode(data)))
+        picture.load()
+        assert picture.width > 300 and picture.height > 150
+
+
+def test_the_index_lists_every_run_newest_first_with_its_pages(two_runs, isolated_settings):
+    index = (isolated_settings.outputs_dir / "index.html").read_text()
+    listed = re.findall(r"<tr class=\"(\w+)\">\s*<td>([^<]+)</td>", index)
+    ids = [run for _, run in listed]
+    assert ids.index("e2e-2") < ids.index("e2e-1")
+    assert 'href="runs/e2e-1/report.html"' in index and 'href="runs/e2e-1/04_validate.html"' in index
+    row = index[index.index("<td>e2e-1</td>"):].split("</tr>")[0]
+    assert re.search(r"\d+\.\d\d [ABCDF]", row), "no quality score in the run's row"
+
+
+def test_the_report_renders_in_a_real_browser(two_runs, isolated_settings, tmp_path):
+    """Needs Chromium (Debian's chromium package; .ci/run installs it, README says how)."""
+    import shutil
+
+    from PIL import Image, ImageStat
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed: apt-get install chromium (see README, Tests)")
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400", f"--screenshot={shot}",
+                    (isolated_settings.run_dir("e2e-1") / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    picture = Image.open(shot).convert("L")
+    stats = ImageStat.Stat(picture)
+    assert picture.size == (1200, 2400)
+    assert stats.stddev[0] > 20, "the screenshot is blank"
+    dark = sum(picture.histogram()[:128]) / (picture.width * picture.height)
+    assert dark > 0.01, "hardly anything drawn"

@@ -7,7 +7,7 @@ from datetime import date
 
 __version__ = "0.1.0"
 
-STAGES = ("generate", "ingest", "transform", "validate", "anomalies")
+STAGES = ("generate", "ingest", "transform", "validate", "anomalies", "report")
 """Stage names in run order; stage N is ``notebooks/NN_<name>.ipynb``."""
 
 DEFAULT_AS_OF = date(2026, 11, 24)

@@ -22,7 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import anomalies, ingest, runs, transform, validate, warehouse
+from ecompipe import anomalies, ingest, report, runs, transform, validate, warehouse
 from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe import STAGES
 from ecompipe.settings import PROJECT_ROOT, Settings
@@ -133,6 +133,7 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         if started:  # a run refused at the door changed nothing: it has nothing to count
             manifest["row_counts"] = _row_counts(settings)
         runs.write(run_dir, manifest)
+        report.write_index(settings)
     return manifest
 
 
@@ -153,11 +154,15 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
                     cwd=settings.notebooks_dir)
         except pm.PapermillExecutionError as exc:
             entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
+            report.to_html(output, output.with_suffix(".html"))
             if stage == "validate":  # scored before it failed on them: the manifest names the failed rules
                 _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
             raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
         entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
         _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
+        report.to_html(output, output.with_suffix(".html"))  # readable without Jupyter
+        if stage == "report":
+            report.to_html(output, run_dir / report.REPORT, code=False)
         log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
 
 

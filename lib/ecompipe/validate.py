@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ecompipe import defects, progress, warehouse
+from ecompipe import defects, iri, progress, warehouse
 from ecompipe.rawformat import KEYS
 from ecompipe.settings import PROJECT_ROOT
 
@@ -54,41 +54,10 @@ class QualityFailed(RuntimeError):
 
 def _gx():
     """Great Expectations, imported on first use: it takes seconds, and only this stage needs it."""
-    _defer_iri_parser()
+    iri.defer_parser()
     import great_expectations as gx
 
     return gx
-
-
-def _defer_iri_parser() -> None:
-    """GX imports altair, which imports jsonschema, which imports ``rfc3987_syntax`` if it is installed (it
-    comes with jupyter-events), and that builds a Lark parser at import: seconds, for IRI format checks
-    nothing here makes. A stand-in module loads the real one on its first check, so nothing changes but when."""
-    import importlib
-    import importlib.util
-    import sys
-    import types
-
-    name = "rfc3987_syntax"
-    if name in sys.modules or "jsonschema" in sys.modules or importlib.util.find_spec(name) is None:
-        return
-    stand_in = types.ModuleType(name)
-
-    def real():
-        if sys.modules.get(name) is stand_in:
-            del sys.modules[name]
-        return importlib.import_module(name)
-
-    def is_valid_syntax(term: str, value: str) -> bool:
-        return real().is_valid_syntax(term, value)
-
-    def __getattr__(attr: str):
-        if attr.startswith("__"):  # the import system probes __path__ and such: not a reason to load it
-            raise AttributeError(attr)
-        return getattr(real(), attr)
-
-    stand_in.is_valid_syntax, stand_in.__getattr__ = is_valid_syntax, __getattr__
-    sys.modules[name] = stand_in
 
 
 # ---------------------------------------------------------------- suites
