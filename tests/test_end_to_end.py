@@ -188,7 +188,7 @@ def test_executed_notebooks_show_progress_as_one_line_and_no_error_coloured_outp
 
 def test_the_build_table_shows_whole_row_counts(two_runs, isolated_settings):
     executed = nbformat.read(isolated_settings.run_dir("e2e-1") / "03_transform.ipynb", as_version=4)
-    cell = next(c for c in executed.cells if "transform.build(" in c.source)
+    cell = next(c for c in executed.cells if "transform.run(" in c.source)
     table = next(o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "execute_result")
     order_totals = next(line for line in table.splitlines() if line.startswith("order_totals"))
     assert f" {generate.GenerateSpec(scale=TINY).n_orders} " in f"{order_totals} "
