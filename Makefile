@@ -3,31 +3,43 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# The lock's versions, into .venv; --inexact keeps uv itself, which lives there too.
+UV_SYNC = $(BIN)/uv sync --locked --inexact --compile-bytecode --python $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lab bench strip clean
+.PHONY: help install install-airflow run test airflow lab bench strip clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
-	@echo "Setting up $(VENV): Python packages for the pipeline (the first time takes about a minute)"
+$(VENV)/.installed: pyproject.toml uv.lock
+	@echo "Setting up $(VENV): Python packages for the pipeline, the versions of uv.lock (the first time takes about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "  [1/3] uv, the installer"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	@echo "  [2/3] ecompipe and its dependencies"
-	@$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e ".[dev]"
+	@$(UV_SYNC) --extra dev
 	@echo "  [3/3] the ecompipe Jupyter kernel"
 	@$(BIN)/python -c "from ecompipe.runner import ensure_kernel; ensure_kernel()"
 	@touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the project with its Jupyter kernel
+$(VENV)/.installed-airflow: $(VENV)/.installed
+	@echo "Adding Airflow and its papermill provider to $(VENV) (about a minute the first time)"
+	@$(UV_SYNC) --extra dev --extra airflow
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the project (uv.lock's versions) with its Jupyter kernel
+
+install-airflow: $(VENV)/.installed-airflow ## The same, with Airflow (for make test and make airflow)
 
 run: install ## Run the whole pipeline at scale 1 (pass options: make run ARGS="--scale 10 --seed 7")
 	$(BIN)/ecompipe run $(ARGS)
 
-test: install ## Run the test suite (pass pytest options: make test ARGS="-k ingest")
+test: install-airflow ## Run the test suite (pass pytest options: make test ARGS="-k ingest")
 	$(BIN)/python -m pytest $(ARGS)
+
+airflow: install-airflow ## Start Airflow here (UI on http://127.0.0.1:8080), on the embedded warehouse
+	$(BIN)/python -m ecompipe.local_airflow
 
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -42,6 +54,6 @@ bench: install ## Print start-up, generation, ingest, transform and validation s
 strip: install ## Clear outputs from notebooks/ before committing
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
 
-clean: ## Stop the embedded warehouse and delete .venv, .warehouse and outputs/runs
+clean: ## Stop the embedded warehouse and delete .venv, .warehouse, .airflow and outputs/runs
 	-test -x $(BIN)/ecompipe && $(BIN)/ecompipe db stop
-	rm -rf $(VENV) .warehouse outputs/runs
+	rm -rf $(VENV) .warehouse .warehouse-bench .airflow outputs/runs outputs/index.html

@@ -136,11 +136,15 @@ def links(settings: Settings, run_id: str):
 def to_html(notebook: Path, page: Path, code: bool = True) -> Path:
     """Write ``notebook`` as one self-contained HTML page; without ``code``, outputs and text only."""
     iri.defer_parser()
+    import nbformat
     from nbconvert import HTMLExporter
 
+    executed = nbformat.read(notebook, as_version=4)
+    for cell in executed.cells:  # papermill's report mode (Airflow's operator forces it) hides code: show it
+        cell.metadata.get("jupyter", {}).pop("source_hidden", None)
     exporter = HTMLExporter(template_name="ecompipe", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=not code)
-    body, _ = exporter.from_filename(str(notebook))
+    body, _ = exporter.from_notebook_node(executed)
     page.write_text(body, encoding="utf-8")
     return page
 

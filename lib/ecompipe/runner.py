@@ -87,28 +87,9 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
     if params.increment and "generate" in stages:  # refused here, before anything is generated
         scale, seed = warehouse.increment_parameters(warehouse.get_engine(settings), params.scale, params.seed)
         params = params.model_copy(update={"scale": scale, "seed": seed})
-    run_dir = settings.run_dir(params.run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
-    manifest = {
-        "run_id": params.run_id,
-        "status": "running",
-        "started_at": _now(),
-        "finished_at": None,
-        "parameters": params.recorded(),
-        "stages": [],
-        "error": None,
-        "row_counts": {},
-        "files": {},
-        "defects": {},
-        "ingest": None,
-        "quarantine": [],
-        "quality": None,
-        "anomalies": None,
-        "packages": _package_versions(),
-        "git_commit": _git_commit(),
-    }
-    runs.write(run_dir, manifest)
+    manifest = open_record(params, settings)
+    run_dir = settings.run_dir(params.run_id)
     ordered = [s for s in STAGES if s in stages]
     started = False
     try:
@@ -126,15 +107,86 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
         manifest["error"] = {"stage": None, "exception": f"{type(exc).__name__}: {exc}"}
         raise
     finally:
-        manifest["finished_at"] = _now()
-        raw_dir = Path(params.raw_dir) if params.raw_dir else run_dir / "raw"
-        manifest["files"] = _file_hashes(raw_dir)
-        manifest["defects"] = _defect_counts(raw_dir)
-        if started:  # a run refused at the door changed nothing: it has nothing to count
-            manifest["row_counts"] = _row_counts(settings)
-        runs.write(run_dir, manifest)
-        report.write_index(settings)
+        _finish(manifest, params, settings, counted=started)  # a run refused at the door has nothing to count
     return manifest
+
+
+def open_record(params: RunParameters, settings: Settings, dag: str | None = None) -> dict:
+    """Make the run's folder and write its first manifest: what was asked, and by whom (a DAG, or the CLI)."""
+    run_dir = settings.run_dir(params.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "run_id": params.run_id,
+        "dag": dag,
+        "status": "running",
+        "started_at": _now(),
+        "finished_at": None,
+        "parameters": params.recorded(),
+        "stages": [],
+        "error": None,
+        "row_counts": {},
+        "files": {},
+        "defects": {},
+        "ingest": None,
+        "quarantine": [],
+        "quality": None,
+        "anomalies": None,
+        "packages": _package_versions(),
+        "git_commit": _git_commit(),
+    }
+    runs.write(run_dir, manifest)
+    report.write_index(settings)
+    return manifest
+
+
+def close_record(run_id: str, expected: list[tuple[str, str]], settings: Settings | None = None) -> dict:
+    """Finish the manifest of a run whose notebooks were executed elsewhere (the tasks of a DAG run): each
+    ``(stage, notebook file)`` of ``expected`` is read back from the run's folder, with papermill's record of
+    its time and error; the HTML copies, the report and the index are written as ``ecompipe run`` writes them."""
+    import nbformat
+
+    settings = settings or Settings()
+    run_dir = settings.run_dir(run_id)
+    manifest = runs.read(run_dir)
+    params = RunParameters(**manifest["parameters"])
+    engine = warehouse.get_engine(settings)
+    for stage, name in expected:
+        output = run_dir / name
+        entry = {"name": stage, "notebook": _relative(output, settings), "status": "not run", "seconds": None}
+        manifest["stages"].append(entry)
+        if not output.exists():
+            manifest["error"] = manifest["error"] or {"stage": stage, "exception": "did not run: an earlier task failed"}
+            continue
+        executed = nbformat.read(output, as_version=4)
+        record = executed.metadata.get("papermill", {})
+        failed = next((n for n, c in enumerate(executed.cells) if c.metadata.get("papermill", {}).get("exception")),
+                      None)
+        entry.update(status="failed" if failed is not None or record.get("exception") else "succeeded",
+                     seconds=round(record.get("duration") or 0, 2))
+        if failed is not None:
+            error = next((o for o in executed.cells[failed].outputs if o.output_type == "error"), {})
+            manifest["error"] = manifest["error"] or {"stage": stage, "notebook": entry["notebook"], "cell": failed,
+                                                      "exception": f"{error.get('ename')}: {error.get('evalue')}"}
+        if entry["status"] == "succeeded" or stage.startswith("validate"):
+            _record(stage.split(".")[0], run_id, manifest, engine)
+        report.to_html(output, output.with_suffix(".html"))
+        if stage == "report" and entry["status"] == "succeeded":
+            report.to_html(output, run_dir / report.REPORT, code=False)
+    manifest["status"] = "failed" if manifest["error"] else "succeeded"
+    _finish(manifest, params, settings)
+    return manifest
+
+
+def _finish(manifest: dict, params: RunParameters, settings: Settings, counted: bool = True) -> None:
+    run_dir = settings.run_dir(params.run_id)
+    manifest["finished_at"] = _now()
+    raw_dir = Path(params.raw_dir) if params.raw_dir else run_dir / "raw"
+    manifest["files"] = _file_hashes(raw_dir)
+    manifest["defects"] = _defect_counts(raw_dir)
+    if counted:
+        manifest["row_counts"] = _row_counts(settings)
+    runs.write(run_dir, manifest)
+    report.write_index(settings)
 
 
 def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, run_dir: Path, manifest: dict) -> None:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     transform_hash_mem_multiplier: float = 2.0
     transform_parallel_workers: int = 2  # workers per query (max_parallel_workers_per_gather)
 
+    dag_retries: int = 2  # how often a scheduled task is retried, with exponential backoff
+
     @property
     def ingest_tuning(self) -> dict[str, str]:
         return {"work_mem": self.ingest_work_mem, "maintenance_work_mem": self.ingest_maintenance_work_mem}

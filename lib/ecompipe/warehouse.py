@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from ecompipe import seeds
 from ecompipe.embedded import EmbeddedPostgres, WarehouseError, pg_bin
-from ecompipe.rawformat import DEFECTS_FILE
+from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,23 @@ def table_counts(engine: Engine, tables: list[str], lock_timeout: str = "0") -> 
     return counts
 
 
+def schema_problems(engine: Engine) -> list[str]:
+    """How the core tables differ from the raw format: a missing table, a column missing or added."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("""select table_name, array_agg(column_name::text order by ordinal_position)
+            from information_schema.columns where table_schema = current_schema() and table_name = any(:t)
+            group by table_name"""), {"t": list(COLUMNS)}).all()
+    columns = dict(found)
+    problems = []
+    for table, expected in COLUMNS.items():
+        have = columns.get(table)
+        if have is None:
+            problems.append(f"{table}: no such table")
+        elif list(have) != list(expected):
+            problems.append(f"{table}: columns {', '.join(have)}, expected {', '.join(expected)}")
+    return problems
+
+
 def set_local(cur, settings: dict[str, str]) -> None:
     """Set PostgreSQL ``settings`` until the transaction ends."""
     for name, value in settings.items():
@@ -237,9 +254,14 @@ def planted_defects(engine: Engine) -> pd.DataFrame | None:
 RUN_LOCK = "ecompipe.run"
 
 
+LEASE_LOCK = "ecompipe.lease"
+LEASE_HOURS = 12  # a scheduled run that died without giving the warehouse back loses it after this long
+
+
 @contextlib.contextmanager
 def run_lock(engine: Engine, holder: str):
-    """Hold the warehouse for one run: a session advisory lock, released when the run ends or dies."""
+    """Hold the warehouse for one run: a session advisory lock, released when the run ends or dies. Refused at
+    once while another run holds it: another ``ecompipe run``, or a scheduled run's lease."""
     conn = engine.connect()
     try:
         conn.execute(sa.text("select set_config('application_name', :name, false)"), {"name": holder[:63]})
@@ -247,11 +269,45 @@ def run_lock(engine: Engine, holder: str):
             others = conn.scalars(sa.text(
                 "select application_name from pg_stat_activity a join pg_locks l on l.pid = a.pid "
                 "where l.locktype = 'advisory' and l.granted and a.pid <> pg_backend_pid()")).all()
-            raise WarehouseError(
-                f"another run holds the warehouse ({', '.join(sorted(set(others))) or 'unknown'}); "
-                "two runs never interleave: wait for it to finish and try again")
+            _refuse(', '.join(sorted(set(others))) or "unknown")
         conn.commit()
+        with conn.begin():  # serialised with take_lease: one sees the other
+            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"), {"key": LEASE_LOCK})
+            leased = _lease_holder(conn, holder)
+        if leased:
+            _refuse(leased)
         yield
     finally:
         conn.invalidate()  # ends the session, and the lock with it; close() alone would pool it, lock held
         conn.close()
+
+
+def take_lease(engine: Engine, holder: str) -> bool:
+    """Take the warehouse for a run spanning processes (a scheduled run); False while another run holds it.
+    The lease is kept until :func:`give_back_lease`, or lapses after :data:`LEASE_HOURS`."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"), {"key": LEASE_LOCK})
+        if conn.scalar(sa.text("select count(*) from pg_locks where locktype = 'advisory' and granted "
+                               "and objid::int = hashtext(:key)"), {"key": RUN_LOCK}) or _lease_holder(conn, holder):
+            return False
+        conn.execute(sa.text("""insert into run_lease (holder) values (:h)
+                                on conflict (only_one) do update set holder = :h, taken_at = clock_timestamp()"""),
+                     {"h": holder})
+    return True
+
+
+def give_back_lease(engine: Engine, holder: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from run_lease where holder = :h"), {"h": holder})
+
+
+def _lease_holder(conn, me: str) -> str | None:
+    """Who else holds the lease, if anyone does and it has not lapsed."""
+    return conn.scalar(sa.text("""select holder from run_lease where holder <> :me
+                                  and taken_at > clock_timestamp() - make_interval(hours => :hours)"""),
+                       {"me": me, "hours": LEASE_HOURS})
+
+
+def _refuse(holder: str):
+    raise WarehouseError(f"another run holds the warehouse ({holder}); two runs never interleave: wait for it to "
+                         "finish and try again")
