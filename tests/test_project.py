@@ -18,7 +18,7 @@ from ecompipe.settings import PROJECT_ROOT, Settings
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    wanted = set(project["dependencies"]).union(*project["optional-dependencies"].values())
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert {p for p in pip if not p.startswith("-")} == wanted
@@ -61,3 +61,13 @@ def test_benches_use_a_warehouse_of_their_own():
             touching += 1
             assert "import own_warehouse" in text, f"{bench.name} would run on the user's warehouse"
     assert touching >= 3
+
+
+def test_the_lock_pins_every_dependency_and_make_installs_from_it():
+    lock = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())
+    pinned = {p["name"] for p in lock["package"]}
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]).union(*project["optional-dependencies"].values())
+    names = {re.split(r"[<>=\[ ]", w)[0].lower() for w in wanted}
+    assert names <= pinned, names - pinned
+    assert "uv sync --locked" in (PROJECT_ROOT / "Makefile").read_text()
