@@ -151,3 +151,17 @@ def test_make_lab_runs_as_root_and_install_shows_progress():
     steps = re.findall(r'echo "  \[(\d)/3\]', install.stdout)
     assert steps == ["1", "2", "3"], install.stdout
     assert "--quiet --python" not in install.stdout  # the long step shows what uv is doing
+
+
+def test_runs_prune_deletes_older_raw_files_and_says_which(isolated_settings):
+    for n in (1, 2, 3):
+        run_dir = isolated_settings.run_dir(f"run-{n}")
+        (run_dir / "raw").mkdir(parents=True)
+        (run_dir / "raw" / "customers.csv").write_text("customer_id\n1\n")
+        manifest = {"run_id": f"run-{n}", "status": "succeeded", "started_at": f"2026-11-0{n}T00:00:00+00:00",
+                    "parameters": {"increment": True}, "stages": [{"name": "generate", "status": "succeeded"}]}
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert ecompipe("runs", "--keep", "1").returncode == 2, "--keep alone is a usage error"
+    done = ecompipe("runs", "--prune", "--keep", "1")
+    assert done.returncode == 0 and done.stdout.strip() == "Deleted the raw files of 2 run(s): run-2, run-1."
+    assert sorted(p.parent.name for p in isolated_settings.runs_dir.glob("*/raw")) == ["run-3"]

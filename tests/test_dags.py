@@ -169,7 +169,7 @@ def test_two_consecutive_days_each_land_their_orders_once(airflow_home, engine, 
     before = orders(engine)
     days = [(spec.as_of + pendulum.duration(days=n)).isoformat() for n in (1, 2)]
     first, manifest = daily(days[0], clean=True)
-    assert not [t for t, r in first.items() if isinstance(r, Exception)], first
+    assert not (failed := {t: r for t, r in first.items() if isinstance(r, Exception)}), failed
     assert manifest["status"] == "succeeded" and manifest["dag"] == "daily_quality_check"
     assert manifest["parameters"]["as_of"] == days[0] and manifest["quality"]["grade"] == "A"
     after_first = orders(engine)

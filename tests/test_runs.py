@@ -66,3 +66,38 @@ def test_with_no_successful_run_the_error_says_what_to_do(settings):
     record(settings, "failed", "2026-11-02T00:00:00+00:00", status="failed")
     with pytest.raises(FileNotFoundError, match=r"No successful full run .*ecompipe run"):
         runs.raw_source(settings)
+
+
+def test_pruning_keeps_the_newest_runs_raw_files_and_always_the_newest_full_runs(settings, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    record(settings, "full-old", "2026-11-01T00:00:00+00:00")
+    record(settings, "full", "2026-11-02T00:00:00+00:00")
+    record(settings, "named", "2026-11-03T00:00:00+00:00", status="failed", raw_dir=str(mine))
+    for day in (4, 5, 6):
+        record(settings, f"increment-{day}", f"2026-11-0{day}T00:00:00+00:00", increment=True)
+    record(settings, "running", "2026-11-07T00:00:00+00:00", status="running")
+    record(settings, "failed", "2026-11-08T00:00:00+00:00", status="failed")
+
+    pruned = runs.prune(settings, keep=2)
+
+    kept = sorted(p.parent.name for p in settings.runs_dir.glob("*/raw"))
+    assert kept == ["failed", "full", "running"], "the newest 2, the newest full run, one still running"
+    assert sorted(p.parent.name for p in pruned) == ["full-old", "increment-4", "increment-5", "increment-6", "named"]
+    assert mine.is_dir(), "a --raw-dir folder is the user's"
+    assert "raw_pruned_at" in runs.read(settings.run_dir("full-old")), "the manifest says where the files went"
+    assert runs.raw_source(settings).run_id == "full", "what a notebook opened by hand loads is still there"
+    assert runs.prune(settings, keep=2) == [], "pruning again deletes nothing"
+
+
+def test_a_finished_run_applies_the_retention_setting(settings, monkeypatch):
+    from ecompipe import runner
+
+    for day in (1, 2, 3):
+        record(settings, f"full-{day}", f"2026-11-0{day}T00:00:00+00:00")
+    params = runner.RunParameters(run_id="new")
+    manifest = runner.open_record(params, settings)
+    monkeypatch.setattr(runner, "_row_counts", lambda settings: {})
+    runner._finish(manifest | {"status": "failed"}, params, settings.model_copy(update={"keep_raw_runs": 1}))
+    assert sorted(p.parent.name for p in settings.runs_dir.glob("*/raw")) == ["full-3"], (
+        "the failed new run has no raw files; of the rest only the newest full run's are kept")

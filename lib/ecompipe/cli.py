@@ -91,7 +91,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="let a load of earlier files (--stages without generate) replace the warehouse even "
                           "when it would empty a table or halve it")
 
-    command(commands, "runs", "list past runs, newest first", _runs)
+    runs = command(commands, "runs", "list past runs, newest first", _runs)
+    runs.add_argument("--prune", action="store_true",
+                      help="delete the raw files of older runs, keeping the newest --keep runs' and always "
+                           "those of the newest successful full run; notebooks and manifests stay")
+    runs.add_argument("--keep", type=_non_negative_int, default=None,
+                      help="with --prune: how many runs keep their raw files (default ECOMPIPE_KEEP_RAW_RUNS, 10)")
 
     db = commands.add_parser("db", help="the warehouse").add_subparsers(required=True, metavar="ACTION")
     command(db, "url", "print the SQLAlchemy URL, password masked", _db_url)
@@ -143,6 +148,13 @@ def _run(args) -> int:
 def _runs(args) -> int:
     from ecompipe import runs
 
+    if args.keep is not None and not args.prune:
+        args.parser.error("--keep goes with --prune")
+    if args.prune:
+        pruned = runs.prune(keep=args.keep)
+        print(f"Deleted the raw files of {len(pruned)} run(s){': ' if pruned else ''}"
+              f"{', '.join(p.parent.name for p in pruned)}.")
+        return 0
     found = runs.all_runs()
     if not found:
         print("No runs yet: `ecompipe run` starts one.")
@@ -197,6 +209,16 @@ def _db_stop(args) -> int:
     else:
         print("The embedded warehouse is not running.")
     return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _positive_float(text: str) -> float:

@@ -186,6 +186,7 @@ def _finish(manifest: dict, params: RunParameters, settings: Settings, counted: 
     if counted:
         manifest["row_counts"] = _row_counts(settings)
     runs.write(run_dir, manifest)
+    runs.prune(settings)  # retention: a scheduled pipeline adds a run a day
     report.write_index(settings)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -110,3 +111,32 @@ def _from_manifest(manifest: dict, path: Path, explicit: bool) -> RawSource:
     as_of = (manifest.get("ingest") or {}).get("as_of") or params.get("as_of")  # as loaded, else as asked
     return RawSource(path, explicit=explicit, as_of=date.fromisoformat(as_of) if as_of else None,
                      scale=params.get("scale"), seed=params.get("seed"), run_id=manifest.get("run_id", ""))
+
+
+def prune(settings: Settings | None = None, keep: int | None = None) -> list[Path]:
+    """Delete the raw files of all but the newest ``keep`` runs (default: the retention setting); return the
+    folders deleted, each noted in its run's manifest.
+
+    Never deleted: the raw files of the newest successful full run (what a notebook opened by hand loads),
+    of a run still running, and any folder outside ``outputs/runs`` (a ``--raw-dir`` is the user's).
+    """
+    settings = settings or Settings()
+    keep = settings.keep_raw_runs if keep is None else keep
+    if keep < 0:
+        raise ValueError(f"keep must be 0 or more, not {keep}")
+    with_raw = [m for m in all_runs(settings) if (settings.run_dir(m["run_id"]) / "raw").is_dir()]
+    try:
+        protected = _find(settings, "", "").run_id
+    except FileNotFoundError:
+        protected = None
+    pruned = []
+    for manifest in with_raw[keep:]:
+        if manifest["run_id"] == protected or manifest.get("status") == "running":
+            continue
+        run_dir = settings.run_dir(manifest["run_id"])
+        shutil.rmtree(run_dir / "raw")
+        write(run_dir, manifest | {"raw_pruned_at": datetime.now(timezone.utc).isoformat()})
+        pruned.append(run_dir / "raw")
+    if pruned:
+        log.info("Retention: deleted the raw files of %s run(s), keeping the newest %s", len(pruned), keep)
+    return pruned

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     transform_parallel_workers: int = 2  # workers per query (max_parallel_workers_per_gather)
 
     dag_retries: int = 2  # how often a scheduled task is retried, with exponential backoff
+    keep_raw_runs: int = 10
+    """Retention: the raw files of the newest N runs are kept, and always those of the newest successful full
+    run; older runs keep their notebooks and manifest (with each file's sha256) but lose ``raw/``."""
 
     @property
     def ingest_tuning(self) -> dict[str, str]:
