@@ -11,7 +11,7 @@ import subprocess
 import nbformat
 import pytest
 
-from ecompipe.settings import PROJECT_ROOT
+from ecompipe.settings import PROJECT_ROOT, Settings
 
 from conftest import ecompipe
 
@@ -79,7 +79,7 @@ def test_a_second_run_on_the_same_warehouse_refuses_clearly(isolated_settings, e
 
     import sqlalchemy as sa
 
-    from ecompipe.settings import PROJECT_ROOT
+    from ecompipe.settings import PROJECT_ROOT, Settings
 
     first = subprocess.Popen([sys.executable, "-m", "ecompipe.cli", "run", "--scale", "0.01", "--run-id", "holder"],
                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -153,15 +153,17 @@ def test_make_lab_runs_as_root_and_install_shows_progress():
     assert "--quiet --python" not in install.stdout  # the long step shows what uv is doing
 
 
-def test_runs_prune_deletes_older_raw_files_and_says_which(isolated_settings):
+def test_runs_prune_deletes_older_raw_files_and_says_which(tmp_path):
+    settings = Settings(outputs_dir=tmp_path / "outputs")  # runs of this test only
     for n in (1, 2, 3):
-        run_dir = isolated_settings.run_dir(f"run-{n}")
+        run_dir = settings.run_dir(f"run-{n}")
         (run_dir / "raw").mkdir(parents=True)
         (run_dir / "raw" / "customers.csv").write_text("customer_id\n1\n")
         manifest = {"run_id": f"run-{n}", "status": "succeeded", "started_at": f"2026-11-0{n}T00:00:00+00:00",
                     "parameters": {"increment": True}, "stages": [{"name": "generate", "status": "succeeded"}]}
         (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    assert ecompipe("runs", "--keep", "1").returncode == 2, "--keep alone is a usage error"
-    done = ecompipe("runs", "--prune", "--keep", "1")
+    env = {"ECOMPIPE_OUTPUTS_DIR": str(settings.outputs_dir)}
+    assert ecompipe("runs", "--keep", "1", env=env).returncode == 2, "--keep alone is a usage error"
+    done = ecompipe("runs", "--prune", "--keep", "1", env=env)
     assert done.returncode == 0 and done.stdout.strip() == "Deleted the raw files of 2 run(s): run-2, run-1."
-    assert sorted(p.parent.name for p in isolated_settings.runs_dir.glob("*/raw")) == ["run-3"]
+    assert sorted(p.parent.name for p in settings.runs_dir.glob("*/raw")) == ["run-3"]

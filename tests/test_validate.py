@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import defects, generate, ingest, transform, validate
+from ecompipe import defects, generate, ingest, report, transform, validate
 from ecompipe.generate import DefectRates, GenerateSpec
 from ecompipe.rawformat import DEFECTS_FILE, KEYS
 
@@ -242,7 +242,7 @@ def test_results_and_scores_are_stored_per_run_and_a_retry_replaces_its_own(engi
     assert all(len(r.sample) <= validate.SAMPLE for r in again)
     failed = next(r for r in again if not r.success and r.suite == "orders")
     assert failed.sample and "order_id" in failed.sample[0]
-    history = validate.history(engine)
+    history = report.quality_history(engine)
     assert set(history.loc[history["run_id"] == "run-a", "dimension"]) == set(defects.DIMENSIONS)
 
 

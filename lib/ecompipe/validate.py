@@ -30,6 +30,11 @@ from ecompipe import defects, iri, progress, warehouse
 from ecompipe.rawformat import KEYS
 from ecompipe.settings import PROJECT_ROOT
 
+iri.defer_parser()  # before Great Expectations imports jsonschema: seconds saved
+import great_expectations as gx  # noqa: E402  (3 s: the modules that only read results, report.py, skip it)
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 SUITES_DIR = PROJECT_ROOT / "expectations"
@@ -48,16 +53,6 @@ class SuiteError(ValueError):
 
 class QualityFailed(RuntimeError):
     """Rules of the severity ``fail_on`` names failed; the message names them."""
-
-
-# ---------------------------------------------------------------- Great Expectations, imported here only
-
-def _gx():
-    """Great Expectations, imported on first use: it takes seconds, and only this stage needs it."""
-    iri.defer_parser()
-    import great_expectations as gx
-
-    return gx
 
 
 # ---------------------------------------------------------------- suites
@@ -86,9 +81,6 @@ def suite_names() -> list[str]:
 def load_suites(names: list[str] | None = None, folder: Path = SUITES_DIR) -> list[Suite]:
     """The suites ``names`` (default: all), each checked entry by entry. GX drops some invalid entries
     with only a log line, and refuses a whole suite for others: either way the error names the entry."""
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
-    gx = _gx()
     suites = []
     for name in names or sorted(p.stem for p in folder.glob("*.json")):
         path = folder / f"{name}.json"
@@ -144,7 +136,6 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
     """Validate ``suites`` on the warehouse, the largest tables first, :data:`WORKERS` at a time; return the
     results in suite order. ``progress`` is called with each suite's name when it is done.
     Raises :class:`SuiteError` naming a rule that could not run (bad SQL, a missing column)."""
-    _gx()
     os.environ[URL_VARIABLE] = engine.url.render_as_string(hide_password=False)
     with engine.connect() as conn:
         size = dict(conn.execute(sa.text("select relname, reltuples from pg_class where relname = any(:t)"),
@@ -162,9 +153,7 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
 
 def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
     """One suite, in a GX context of its own (contexts are not shared across threads)."""
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = _gx().get_context(mode="ephemeral")
+    context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" on stderr
     # Through the variable: add_postgres checks a literal URL's host, which the embedded socket URL lacks.
     source = context.data_sources.add_postgres(name="warehouse", connection_string="${" + URL_VARIABLE + "}")
@@ -362,12 +351,6 @@ def ledger_report(engine: Engine, results: list[Result]) -> pd.DataFrame | str:
     return caught.assign(**{"false alarms in the dimension": caught["dimension"].map(false)}).set_index("defect")
 
 
-def history(engine: Engine) -> pd.DataFrame:
-    """Every run's scores, oldest first: one row per run and dimension."""
-    return pd.read_sql("""select run_id, dimension, score::float, overall_score::float, grade, scored_at
-                          from quality_scores order by scored_at, dimension""", engine)
-
-
 def failures(results: list[Result], rows: int = 3) -> pd.DataFrame:
     """The failed rules in words, critical first, each with its count and a few unexpected values."""
     failed = sorted((r for r in results if not r.success), key=lambda r: (r.severity != "critical", r.suite))
@@ -422,16 +405,3 @@ def _place(file: str, key: dict) -> tuple:
         return key["source_file"], int(key["line"])
     columns = KEYS.get(file, tuple(key))
     return f"{file}.csv", "|".join(str(key[c]) for c in columns)
-
-
-def record(engine: Engine, run_id: str) -> dict | None:
-    """A run's quality scores and the rules that failed, as stored by the validate stage; None if unscored."""
-    with engine.connect() as conn:
-        scores = conn.execute(sa.text("select dimension, score::float, overall_score::float, grade "
-                                      "from quality_scores where run_id = :r order by dimension"), {"r": run_id}).all()
-        failed = conn.execute(sa.text("""select suite, description, severity, unexpected_count from quality_results
-            where run_id = :r and not success order by severity, suite, description"""), {"r": run_id}).mappings().all()
-    if not scores:
-        return None
-    return {"scores": {s.dimension: s.score for s in scores}, "overall_score": scores[0].overall_score,
-            "grade": scores[0].grade, "failed": [dict(f) for f in failed]}

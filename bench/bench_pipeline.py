@@ -1,0 +1,204 @@
+"""The whole pipeline as a user runs it, stage by stage, with its baselines, in one process.
+
+    python bench/bench_pipeline.py [--scales 1,10] [--with-100] [--repeat 3]
+
+For each scale, ``ecompipe run --scale S`` (all six stages through papermill, overheads included) runs
+``--repeat`` times on the benchmark's own warehouse; each stage's seconds come from the run's manifest, and
+a sampler reads every 0.1 s the resident memory of the client processes (the CLI, its kernels and their
+workers: the process tree) and of the PostgreSQL server, apart. Beside it, on the same files:
+
+- **seed**: the seed project's method, Faker row by row and pandas ``to_sql``, generating and loading the
+  same number of rows at scale 1, against ``ecompipe run --stages generate,ingest`` at scale 10; the seed's
+  time is scaled linearly to 10 (it is linear), as the issue that set the target asks;
+- **bare COPY**: the raw files COPYed into untyped-key tables and committed (``bench_ingest.bare_copy``),
+  the least any loader must do;
+- **DuckDB**: the same summary models built by DuckDB from the same core tables (``bench_transform``).
+
+Figures are medians. The table is printed and saved as Markdown under ``outputs/bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+import own_warehouse  # noqa: F401  (first: the benchmark's own warehouse)
+
+from ecompipe import STAGES, warehouse
+from ecompipe.settings import PROJECT_ROOT, Settings
+from ecompipe.shop import CUSTOMERS_PER_SCALE, ORDERS_PER_SCALE
+
+from bench_ingest import bare_copy, timed
+from bench_transform import duckdb_build, duckdb_like
+
+OUTPUTS = own_warehouse.BENCH_WAREHOUSE / "outputs"  # the benchmark's runs, apart from the user's
+TARGETS = {"scale 1, six stages": 25.0, "scale 100, six stages": 150.0}
+
+
+class Sampler(threading.Thread):
+    """Peak resident memory, in MB, of a process tree and of the PostgreSQL server, per running stage."""
+
+    def __init__(self, root: psutil.Process, manifest: Path):
+        super().__init__(daemon=True)
+        self.root, self.manifest = root, manifest
+        self.client: dict[str, float] = {}
+        self.server: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            stages = self._running()
+            client = _rss([self.root, *_children(self.root)])
+            server = _rss([p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"])
+            for stage in stages:
+                self.client[stage] = max(self.client.get(stage, 0), client)
+                self.server[stage] = max(self.server.get(stage, 0), server)
+
+    def _running(self) -> list[str]:
+        try:
+            return [s["name"] for s in json.loads(self.manifest.read_text())["stages"] if s["status"] == "running"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return []
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _rss(processes) -> float:
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total / 2**20
+
+
+def pipeline(scale: float, run_id: str, stages: list[str] | None = None) -> dict:
+    """``ecompipe run`` at ``scale``: wall seconds, each stage's seconds and peak memory."""
+    command = [sys.executable, "-m", "ecompipe.cli", "run", "--scale", str(scale), "--run-id", run_id]
+    if stages:
+        command += ["--stages", ",".join(stages)]
+    env = {**os.environ, "ECOMPIPE_OUTPUTS_DIR": str(OUTPUTS)}
+    started = time.perf_counter()
+    process = psutil.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = Sampler(process, OUTPUTS / "runs" / run_id / "manifest.json")
+    sampler.start()
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"ecompipe run failed at scale {scale}:\n{stderr.decode()[-2000:]}")
+    manifest = json.loads((OUTPUTS / "runs" / run_id / "manifest.json").read_text())
+    return {"wall": wall, "stages": {s["name"]: s["seconds"] for s in manifest["stages"]},
+            "client_mb": sampler.client, "server_mb": sampler.server, "raw": OUTPUTS / "runs" / run_id / "raw"}
+
+
+# ---------------------------------------------------------------- the seed's method
+
+def seed_method(scale: float, engine) -> float:
+    """The seed project's way: Faker row by row into lists of dicts, then pandas ``to_sql``; return seconds."""
+    from faker import Faker
+
+    started = time.perf_counter()
+    fake, rng = Faker(), random.Random(42)
+    Faker.seed(42)
+    customers = [{"customer_id": i, "first_name": fake.first_name(), "last_name": fake.last_name(),
+                  "email": fake.email(), "phone": fake.phone_number(), "city": fake.city(), "state": fake.state(),
+                  "country": fake.country(), "signup_date": fake.date_between("-3y", "-1y")}
+                 for i in range(1, int(CUSTOMERS_PER_SCALE * scale) + 1)]
+    products = [{"product_id": i, "product_name": fake.catch_phrase(), "category": fake.word(),
+                 "unit_price": round(rng.uniform(5, 500), 2), "unit_cost": round(rng.uniform(2, 250), 2)}
+                for i in range(1, 496)]
+    orders, items = [], []
+    start = datetime(2024, 11, 26, tzinfo=timezone.utc)
+    for order_id in range(1, int(ORDERS_PER_SCALE * scale) + 1):
+        orders.append({"order_id": order_id, "customer_id": rng.randint(1, len(customers)),
+                       "order_ts": start + timedelta(seconds=rng.randint(0, 730 * 86400)),
+                       "status": rng.choice(["placed", "shipped", "delivered", "cancelled", "returned"]),
+                       "payment_method": rng.choice(["card", "paypal", "bank_transfer", "gift_card"])})
+        for line_no in range(1, rng.choice([1, 1, 2, 2, 3, 4]) + 1):
+            product = products[rng.randrange(len(products))]
+            items.append({"order_id": order_id, "line_no": line_no, "product_id": product["product_id"],
+                          "quantity": rng.randint(1, 5), "unit_price": product["unit_price"],
+                          "discount": rng.choice([0, 0, 0, 0.1, 0.2])})
+    for name, rows in (("customers", customers), ("products", products), ("orders", orders), ("order_items", items)):
+        pd.DataFrame(rows).to_sql(f"seed_{name}", engine, if_exists="replace", index=False)
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------- the table
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", default="1,10", help="comma-separated scales (default 1,10)")
+    parser.add_argument("--with-100", action="store_true", help="add scale 100 (about 3 minutes a run)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    scales = [float(s) for s in args.scales.split(",")] + ([100.0] if args.with_100 else [])
+
+    engine = warehouse.get_engine()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    lines = [f"# ecompipe pipeline benchmark, {stamp}", "",
+             f"{os.cpu_count()} cores; medians of {args.repeat} runs; seconds; peak resident memory in MB "
+             "(client: the CLI, kernels and workers; server: PostgreSQL)", ""]
+    walls = {}
+    for scale in scales:
+        results = [pipeline(scale, f"bench-{stamp}-{scale:g}-{n}") for n in range(args.repeat)]
+        walls[scale] = statistics.median(r["wall"] for r in results)
+        bare = statistics.median(timed(bare_copy, engine, results[-1]["raw"])[0] for _ in range(args.repeat))
+        duck_db = duckdb_like(engine)
+        duck = statistics.median(timed(duckdb_build, duck_db)[0] for _ in range(args.repeat))
+        lines += [f"## Scale {scale:g}", "", "| stage | seconds | client MB | server MB |", "|---|---:|---:|---:|"]
+        for stage in STAGES:
+            lines.append(f"| {stage} | {statistics.median(r['stages'][stage] for r in results):.1f} "
+                         f"| {max(r['client_mb'].get(stage, 0) for r in results):,.0f} "
+                         f"| {max(r['server_mb'].get(stage, 0) for r in results):,.0f} |")
+        lines += [f"| **all six, wall** (`ecompipe run`) | **{walls[scale]:.1f}** "
+                  f"| {max(max(r['client_mb'].values()) for r in results):,.0f} "
+                  f"| {max(max(r['server_mb'].values()) for r in results):,.0f} |",
+                  f"| baseline: bare COPY of the same files | {bare:.1f} | | |",
+                  f"| baseline: DuckDB, the same summary models | {duck:.1f} | | |",
+                  f"| ingest ÷ bare COPY (speed) | {bare / statistics.median(r['stages']['ingest'] for r in results):.2f}× | | |",
+                  ""]
+        print("\n".join(lines[-(len(STAGES) + 9):]), flush=True)
+    seed_1 = statistics.median(seed_method(1, engine) for _ in range(args.repeat))
+    ours_10 = statistics.median(pipeline(10, f"bench-{stamp}-gi-{n}", ["generate", "ingest"])["wall"]
+                                for n in range(args.repeat))
+    lines += ["## Against the seed's method", "",
+              "| generate and load scale 10 | seconds |", "|---|---:|",
+              f"| seed: Faker row by row, pandas `to_sql` (scale 1: {seed_1:.1f} s, × 10) | {seed_1 * 10:.1f} |",
+              f"| `ecompipe run --stages generate,ingest --scale 10` | {ours_10:.1f} |",
+              f"| **speed-up** (target ≥ 20×) | **{seed_1 * 10 / ours_10:.1f}×** |", ""]
+    if 1.0 in walls:
+        lines.append(f"Scale 1, six stages: {walls[1.0]:.1f} s (target ≤ {TARGETS['scale 1, six stages']:.0f} s).")
+    if 100.0 in walls:
+        lines.append(f"Scale 100, six stages: {walls[100.0]:.1f} s (target ≤ {TARGETS['scale 100, six stages']:.0f} s).")
+        if 10.0 in walls:
+            lines.append(f"t(100) / t(10) = {walls[100.0] / walls[10.0]:.1f} (target ≤ 10).")
+    print("\n".join(lines[-9:]))
+    folder = Settings().outputs_dir / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"pipeline-{stamp}.md").write_text("\n".join(lines) + "\n")
+    print(f"\nSaved to {folder / f'pipeline-{stamp}.md'}")
+
+
+if __name__ == "__main__":
+    main()
