@@ -39,6 +39,9 @@ def duckdb_like(engine) -> duckdb.DuckDBPyConnection:
         raise SystemExit(f"The warehouse session's time zone is {time_zone}; for DuckDB to see the same order "
                          "dates, run this benchmark in UTC (PGTZ=UTC).")
     db = duckdb.connect()
+    # sql/schema/05_line_revenue.sql, as a DuckDB macro
+    db.execute("create macro line_revenue(quantity, unit_price, discount) as "
+               "quantity * unit_price - coalesce(discount, 0)")
     with tempfile.TemporaryDirectory(prefix="ecompipe-bench-") as tmp:
         copy_to_duckdb(engine, db, Path(tmp))
     return db
@@ -48,14 +51,14 @@ def copy_to_duckdb(engine, db: duckdb.DuckDBPyConnection, folder: Path) -> None:
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            tables = [*COLUMNS, "order_statuses"]
+            tables = [*COLUMNS, "order_statuses", "data_as_of"]
             types = ingest._Schema.read(cur, tables).types  # the column types ingest casts to, in column order
             for table in tables:
                 columns = {name: DUCKDB_TYPES.get(full_type, full_type.upper())
                            for name, (_, full_type, _, _) in types[table].items()}
                 path = folder / f"{table}.csv"
                 with open(path, "w") as f:
-                    cur.copy_expert(sql.SQL("copy {} to stdout with (format csv, header true)").format(
+                    cur.copy_expert(sql.SQL("copy (select * from {}) to stdout with (format csv, header true)").format(
                         sql.Identifier(table)), f)
                 db.execute(f"create table {table} as select * from read_csv(?, header = true, columns = ?)",
                            [str(path), columns])

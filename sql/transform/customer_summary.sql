@@ -24,7 +24,7 @@ order_totals as not materialized (
     from order_totals
 ),
 
-data_as_of as (
+as_of as (
     select as_of_date
     from data_as_of
 ),
@@ -60,7 +60,7 @@ final as (
         round(customer_orders.total_spent / nullif(customer_orders.total_orders, 0), 2) as avg_order_value,
         customer_orders.first_order_date,
         customer_orders.last_order_date,
-        data_as_of.as_of_date - customer_orders.last_order_date as days_since_last_order,
+        as_of.as_of_date - customer_orders.last_order_date as days_since_last_order,
         coalesce(customer_orders.cancelled_orders, 0) as cancelled_orders,
         coalesce(customer_orders.returned_orders, 0) as returned_orders,
         scores.recency_score,
@@ -79,7 +79,7 @@ final as (
             else 'hibernating'
         end as rfm_segment
     from customers
-    cross join data_as_of
+    cross join as_of
     left join customer_orders on customer_orders.customer_id = customers.customer_id
     left join scores on scores.customer_id = customers.customer_id
 )

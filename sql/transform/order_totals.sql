@@ -26,7 +26,7 @@ order_items as (
     from order_items
 ),
 
-data_as_of as (
+as_of as (
     select as_of_date
     from data_as_of
 ),
@@ -45,15 +45,15 @@ final as (
         orders.order_id,
         orders.customer_id,
         orders.order_ts,
-        case when orders.order_ts::date <= coalesce(data_as_of.as_of_date, 'infinity') then orders.order_ts::date end
+        case when orders.order_ts::date <= coalesce(as_of.as_of_date, 'infinity') then orders.order_ts::date end
             as order_date,
-        coalesce(orders.order_ts::date > data_as_of.as_of_date, false) as is_after_as_of,
+        coalesce(orders.order_ts::date > as_of.as_of_date, false) as is_after_as_of,
         orders.status,
         coalesce(order_statuses.is_revenue_bearing, false) as is_revenue_bearing,
         coalesce(lines.units, 0) as units,
         coalesce(lines.revenue, 0) as revenue
     from orders
-    cross join data_as_of
+    cross join as_of
     left join order_statuses on order_statuses.status = orders.status
     left join lines on lines.order_id = orders.order_id
 )
