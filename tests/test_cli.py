@@ -81,7 +81,9 @@ def test_a_second_run_on_the_same_warehouse_refuses_clearly(isolated_settings, e
 
     from ecompipe.settings import PROJECT_ROOT, Settings
 
-    first = subprocess.Popen([sys.executable, "-m", "ecompipe.cli", "run", "--scale", "0.01", "--run-id", "holder"],
+    # Three stages hold the warehouse long enough for a second CLI to start and be refused.
+    first = subprocess.Popen([sys.executable, "-m", "ecompipe.cli", "run", "--scale", "0.01", "--run-id", "holder",
+                              "--stages", "generate,ingest,transform"],
                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

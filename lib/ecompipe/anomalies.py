@@ -106,10 +106,10 @@ def amount_robust(engine: Engine) -> Detection:
         stats = pd.DataFrame([(pid, *robust(np.log(g["quantity"].to_numpy(float)), g["n"].to_numpy()))
                               for pid, g in counts.groupby("product_id")], columns=["product_id", "center", "scale"])
         stats["scale"] = np.maximum(stats["scale"].fillna(0), pooled)
-        amount = conn.execute(sa.text("""select percentile_cont(0.5) within group (order by ln(revenue))
+        amount = conn.execute(sa.text("""select percentile_cont(0.5) within group (order by ln(revenue::float))
                                          from order_totals where revenue > 0""")).scalar()
         mad, mean_dev = conn.execute(sa.text("""
-            select percentile_cont(0.5) within group (order by abs(ln(revenue) - :m)), avg(abs(ln(revenue) - :m))
+            select percentile_cont(0.5) within group (order by abs(ln(revenue::float) - :m)), avg(abs(ln(revenue::float) - :m))
             from order_totals where revenue > 0"""), {"m": amount}).one()
         amount_scale = 1.4826 * mad if mad else 1.2533 * float(mean_dev or 0)
         if not pooled or not amount_scale:
@@ -158,13 +158,13 @@ def amount_robust(engine: Engine) -> Detection:
 def amount_histogram(engine: Engine) -> pd.DataFrame:
     """Orders per bin of log10 revenue (revenue above 0): the amount distribution, counted in SQL."""
     with engine.connect() as conn:
-        low, high = conn.execute(sa.text("select min(log(revenue))::float, max(log(revenue))::float "
+        low, high = conn.execute(sa.text("select min(log(revenue::float)), max(log(revenue::float)) "
                                          "from order_totals where revenue > 0")).one()
         if low is None:
             return pd.DataFrame(columns=["low", "high", "orders"])
         high = max(high, low + 1e-6)
         bins = pd.read_sql(sa.text("""
-            select least(width_bucket(log(revenue)::float, :low, :high, :n), :n) as bin, count(*) as orders
+            select least(width_bucket(log(revenue::float), :low, :high, :n), :n) as bin, count(*) as orders
             from order_totals where revenue > 0 group by 1 order by 1"""),
             conn, params={"low": low, "high": high, "n": HISTOGRAM_BINS})
     width = (high - low) / HISTOGRAM_BINS

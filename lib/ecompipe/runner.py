@@ -201,14 +201,13 @@ def _finish(manifest: dict, params: RunParameters, settings: Settings, counted: 
 def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, run_dir: Path, manifest: dict) -> None:
     """Run ``ordered`` wave by wave (:data:`WAVES`). While a wave runs, the next wave's kernels start and import
     what their notebooks import, on the other core; a finished stage's kernel stops in the background."""
-    iri.defer_parser()  # before papermill imports jsonschema: seconds saved
-    import papermill as pm  # 2 s to import: only when a run actually starts
-
+    iri.defer_parser()  # before nbformat and papermill import jsonschema: seconds saved
     waves = [wave for wave in ([s for s in stages if s in ordered] for stages in WAVES) if wave]
     numbers = {stage: n for n, stage in enumerate(ordered, start=1)}
     cwd = settings.notebooks_dir
     with ThreadPoolExecutor(max_workers=6) as pool:  # a wave of two, the next wave's kernels, pages
         kernels = {s: pool.submit(start_kernel, settings.notebook(s), cwd) for s in waves[0]}
+        import papermill as pm  # 2 s to import, while the first kernel starts
         running: dict[str, tuple] = {}  # stage -> (manifest entry, output, kernel, start, execution)
         pages: list[Future] = []  # executed notebooks as HTML, written while the next stages run
         try:
