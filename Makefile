@@ -44,12 +44,8 @@ airflow: install-airflow ## Start Airflow here (UI on http://127.0.0.1:8080), on
 lab: install ## Open JupyterLab on notebooks/ with the ecompipe kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-bench: install ## Print start-up, generation, ingest, transform and validation speed (bench/), on a warehouse of its own
-	$(BIN)/python bench/bench_cli.py
-	$(BIN)/python bench/bench_generate.py
-	$(BIN)/python bench/bench_ingest.py
-	$(BIN)/python bench/bench_transform.py
-	$(BIN)/python bench/bench_validate.py --scales 1
+bench: install ## The six-stage pipeline at scales 1 and 10 against its baselines, on a warehouse of its own (ARGS="--with-100" adds 100)
+	$(BIN)/python bench/bench_pipeline.py $(ARGS)
 
 strip: install ## Clear outputs from notebooks/ before committing
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import subprocess
+from datetime import datetime
 
 import nbformat
 import pandas as pd
@@ -306,3 +307,14 @@ def test_the_report_renders_in_a_real_browser(two_runs, isolated_settings, tmp_p
     assert stats.stddev[0] > 20, "the screenshot is blank"
     dark = sum(picture.histogram()[:128]) / (picture.width * picture.height)
     assert dark > 0.01, "hardly anything drawn"
+
+
+def test_validate_and_anomalies_run_side_by_side_and_the_report_after_both(two_runs, isolated_settings):
+    run_dir = isolated_settings.run_dir("e2e-1")
+    ran = {}
+    for stage in ("validate", "anomalies", "report"):
+        timing = nbformat.read(run_dir / f"{Settings().notebook(stage).stem}.ipynb", as_version=4).metadata.papermill
+        ran[stage] = (datetime.fromisoformat(timing.start_time), datetime.fromisoformat(timing.end_time))
+    (v_start, v_end), (a_start, a_end), (r_start, _) = ran["validate"], ran["anomalies"], ran["report"]
+    assert v_start < a_end and a_start < v_end, f"one ran after the other: {ran}"
+    assert r_start >= max(v_end, a_end), "the report read what the two had not yet stored"
