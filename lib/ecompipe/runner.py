@@ -357,8 +357,8 @@ def _imports(notebook: Path) -> str:
 class QuietShutdownKernelManager(AsyncKernelManager):
     """A kernel manager that shuts its kernel down quietly: no needless interrupt, no client left connected.
 
-    jupyter_client sends SIGINT first in every shutdown. papermill asks for the shutdown just after its last
-    request's reply; if the signal lands before the kernel has gone back to ignoring SIGINT (a few ms,
+    jupyter_client sends SIGINT first in every shutdown, which comes just after papermill's last request's
+    reply; if the signal lands before the kernel has gone back to ignoring SIGINT (a few ms,
     longer on a loaded machine), the kernel logs "KeyboardInterrupt caught in kernel" for nothing. The
     shutdown request that follows is all an idle kernel needs; an interrupt asked for at any other time
     (a cell's timeout) is sent as usual.
