@@ -22,6 +22,7 @@ revenue) and the flagged rows come back.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,9 +97,17 @@ def amount_zscore(engine: Engine) -> Detection:
 def amount_robust(engine: Engine) -> Detection:
     """Orders whose every line's quantity is far above what its product usually sells in, and whose amount is
     high (module docstring)."""
-    with engine.connect() as conn:
-        counts = pd.read_sql(sa.text("""select product_id, quantity, count(*) as n from order_items
-                                        where quantity > 0 and unit_price > 0 group by 1, 2"""), conn)
+    with ThreadPoolExecutor(1) as pool, engine.connect() as conn:
+        # the lines' quantities per product on a second connection, while this one finds the amounts' centre
+        lines = pool.submit(pd.read_sql, sa.text("""select product_id, quantity, count(*) as n from order_items
+                                                    where quantity > 0 and unit_price > 0 group by 1, 2"""), engine)
+        amount = conn.execute(sa.text("""select percentile_cont(0.5) within group (order by ln(revenue::float))
+                                         from order_totals where revenue > 0""")).scalar()
+        mad, mean_dev = conn.execute(sa.text("""
+            select percentile_cont(0.5) within group (order by abs(ln(revenue::float) - :m)), avg(abs(ln(revenue::float) - :m))
+            from order_totals where revenue > 0"""), {"m": amount}).one()
+        amount_scale = 1.4826 * mad if mad else 1.2533 * float(mean_dev or 0)
+        counts = lines.result()
         if counts.empty:
             return Detection("order_amount", "robust", QUANTITY_Z, _empty(), "no order lines to learn quantities from")
         log_q = np.log(counts["quantity"].to_numpy(float))
@@ -106,12 +115,6 @@ def amount_robust(engine: Engine) -> Detection:
         stats = pd.DataFrame([(pid, *robust(np.log(g["quantity"].to_numpy(float)), g["n"].to_numpy()))
                               for pid, g in counts.groupby("product_id")], columns=["product_id", "center", "scale"])
         stats["scale"] = np.maximum(stats["scale"].fillna(0), pooled)
-        amount = conn.execute(sa.text("""select percentile_cont(0.5) within group (order by ln(revenue::float))
-                                         from order_totals where revenue > 0""")).scalar()
-        mad, mean_dev = conn.execute(sa.text("""
-            select percentile_cont(0.5) within group (order by abs(ln(revenue::float) - :m)), avg(abs(ln(revenue::float) - :m))
-            from order_totals where revenue > 0"""), {"m": amount}).one()
-        amount_scale = 1.4826 * mad if mad else 1.2533 * float(mean_dev or 0)
         if not pooled or not amount_scale:
             return Detection("order_amount", "robust", QUANTITY_Z, _empty(),
                              "quantities or amounts do not vary: nothing to be unusual against")
@@ -257,9 +260,12 @@ def _empty() -> pd.DataFrame:
 
 def detect(engine: Engine) -> tuple[list[Detection], pd.DataFrame]:
     """Every method on the warehouse; also the daily series with the robust expectation, for the chart."""
-    days = daily_series(engine)
-    robust_days, scored = daily_robust(days)
-    return [amount_zscore(engine), amount_robust(engine), daily_zscore(days), robust_days], scored
+    with ThreadPoolExecutor(1) as pool:  # the z-score's scan on a connection of its own, beside the rest
+        zscore = pool.submit(amount_zscore, engine)
+        robust_amounts = amount_robust(engine)
+        days = daily_series(engine)
+        robust_days, scored = daily_robust(days)
+        return [zscore.result(), robust_amounts, daily_zscore(days), robust_days], scored
 
 
 PLANTED = {"order_amount": "outlier_amount", "daily_revenue": "anomalous_day"}
