@@ -2,12 +2,14 @@
 ``.warehouse-bench/`` (git-ignored), whatever ``ECOMPIPE_DATABASE_URL`` says.
 
 Import this module before anything reads the settings; it sets the environment, so notebooks and worker
-processes the benchmark starts use the same warehouse. The server is stopped when the benchmark ends.
+processes the benchmark starts use the same warehouse. The server is stopped when the benchmark ends
+(the benchmark's own process, not a worker's).
 """
 
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 
 from ecompipe.settings import PROJECT_ROOT
@@ -18,8 +20,11 @@ os.environ.pop("ECOMPIPE_DATABASE_URL", None)
 os.environ["ECOMPIPE_WAREHOUSE_DIR"] = str(BENCH_WAREHOUSE)
 
 
-@atexit.register
 def _stop() -> None:
     from ecompipe import embedded
 
     embedded.EmbeddedPostgres(BENCH_WAREHOUSE).stop()
+
+
+if multiprocessing.parent_process() is None:  # not in the generator's workers, which import the benchmark too
+    atexit.register(_stop)
