@@ -9,7 +9,6 @@ processes the benchmark starts use the same warehouse. The server is stopped whe
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
 
 from ecompipe.settings import PROJECT_ROOT
@@ -26,5 +25,7 @@ def _stop() -> None:
     embedded.EmbeddedPostgres(BENCH_WAREHOUSE).stop()
 
 
-if multiprocessing.parent_process() is None:  # not in the generator's workers, which import the benchmark too
+# The generator's spawned workers import the benchmark's main module too, and must not stop the server as
+# they exit: only the process that imported this first does, the one whose id its children inherit here.
+if os.environ.setdefault("ECOMPIPE_BENCH_PROCESS", str(os.getpid())) == str(os.getpid()):
     atexit.register(_stop)
