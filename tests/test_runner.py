@@ -25,7 +25,11 @@ import papermill as pm
 from ecompipe import runner
 notebook, output, how = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if how == "runner":
-    runner.execute(notebook, output, {})
+    km = runner.start_kernel(notebook, notebook.parent)
+    try:
+        runner.execute(notebook, output, {}, km=km)
+    finally:
+        runner.stop_kernel(km)
 else:  # papermill's own kernel manager, for comparison
     pm.execute_notebook(str(notebook), str(output), kernel_name=runner.KERNEL, progress_bar=False)
 """

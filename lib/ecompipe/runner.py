@@ -177,9 +177,8 @@ def close_record(run_id: str, expected: list[tuple[str, str]], settings: Setting
                                                       "exception": f"{error.get('ename')}: {error.get('evalue')}"}
         if entry["status"] == "succeeded" or stage.startswith("validate"):
             _record(stage.split(".")[0], run_id, manifest, engine)
-        report.to_html(output, output.with_suffix(".html"))
-        if stage == "report" and entry["status"] == "succeeded":
-            report.to_html(output, run_dir / report.REPORT, code=False)
+        for page, code in _pages(stage, output, entry["status"] == "succeeded"):
+            report.to_html(output, page, code=code)
     manifest["status"] = "failed" if manifest["error"] else "succeeded"
     _finish(manifest, params, settings)
     return manifest
@@ -235,8 +234,8 @@ def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, r
                     pool.submit(stop_kernel, km)  # a second or so: not on the way to the next stage
                     if failure := _finished(stage, entry, output, finished - started, error, params, settings, manifest):
                         failed.append(failure)
-                    pages += [pool.submit(report.to_html, output, page, code=page.name != report.REPORT)
-                              for page in _pages(stage, output)]
+                    pages += [pool.submit(report.to_html, output, page, code=code)
+                              for page, code in _pages(stage, output, succeeded=error is None)]
                 runs.write(run_dir, manifest)
                 if failed:
                     raise failed[0]
@@ -273,10 +272,11 @@ def _finished(stage: str, entry: dict, output: Path, seconds: float, error, para
     return None
 
 
-def _pages(stage: str, output: Path) -> list[Path]:
-    """The HTML pages made of a stage's executed notebook: the notebook, readable without Jupyter, and for the
-    report stage the report itself, without code."""
-    return [output.with_suffix(".html")] + ([output.parent / report.REPORT] if stage == "report" else [])
+def _pages(stage: str, output: Path, succeeded: bool) -> list[tuple[Path, bool]]:
+    """The HTML pages made of a stage's executed notebook, each with whether it shows code: the notebook,
+    readable without Jupyter, and for a report stage that succeeded the report itself, without code."""
+    return [(output.with_suffix(".html"), True)] + (
+        [(output.parent / report.REPORT, False)] if stage == "report" and succeeded else [])
 
 
 def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
@@ -291,22 +291,16 @@ def _record(stage: str, run_id: str, manifest: dict, engine) -> None:
         manifest["anomalies"] = anomalies.record(engine, run_id)
 
 
-def execute(notebook: Path, output: Path, parameters: dict, km: QuietShutdownKernelManager | None = None) -> None:
-    """Execute ``notebook`` into ``output`` with papermill, on the caller's kernel from :func:`start_kernel`
-    (``km``), or on one started and stopped here.
+def execute(notebook: Path, output: Path, parameters: dict, km: QuietShutdownKernelManager) -> None:
+    """Execute ``notebook`` into ``output`` with papermill, on a kernel from :func:`start_kernel`, which the
+    caller stops.
 
     Raises papermill's ``PapermillExecutionError`` when a cell fails; the output notebook is written anyway.
     """
     import papermill as pm
 
-    own = km is None
-    km = km or start_kernel(notebook, notebook.parent)
-    try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, km=km,
-                            progress_bar=sys.stderr.isatty(), log_output=False)
-    finally:
-        if own:
-            stop_kernel(km)
+    pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, km=km,
+                        progress_bar=sys.stderr.isatty(), log_output=False)
 
 
 def start_kernel(notebook: Path, cwd: Path) -> AsyncKernelManager:
@@ -366,9 +360,13 @@ class QuietShutdownKernelManager(AsyncKernelManager):
     papermill leaves the clients of a kernel it did not start connected; :func:`stop_kernel` closes them.
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.clients = []  # every client made for this kernel, for stop_kernel to close
+
     def client(self, **kwargs):
         client = super().client(**kwargs)
-        self.clients = [*getattr(self, "clients", []), client]
+        self.clients.append(client)
         return client
 
     async def _async_interrupt_kernel(self) -> None:
