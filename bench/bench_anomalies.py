@@ -29,7 +29,7 @@ def load(engine, spec: generate.GenerateSpec):
         generate.write_dataset(spec, Path(tmp))
         ingest.load(Path(tmp), engine, as_of=spec.as_of, scale=spec.scale, seed=spec.seed)
         transform.build(engine)
-        detections, scored = anomalies.detect(engine)
+        detections, scored, _ = anomalies.detect(engine)
         checks = anomalies.against_ledger(detections, warehouse.planted_defects(engine))
     return detections, scored, checks
 

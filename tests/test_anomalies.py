@@ -21,7 +21,7 @@ def load(engine, raw, spec: GenerateSpec) -> None:
 
 
 def detected(engine) -> dict[tuple[str, str], anomalies.Detection]:
-    found, _ = anomalies.detect(engine)
+    found, _, _ = anomalies.detect(engine)
     return {(d.kind, d.method): d for d in found}
 
 

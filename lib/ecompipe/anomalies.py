@@ -39,6 +39,7 @@ DAY_Z = 5.0
 WEEKS = 4  # the same weekday this many weeks either side is a day's neighbourhood
 MIN_NEIGHBOURS = 3
 HISTOGRAM_BINS = 60
+LOG_BIN = 1e-4  # order amounts are binned by log revenue this finely: a median read from the bins is exact to 0.01%
 
 
 @dataclass
@@ -77,77 +78,99 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- order amounts
 
-def amount_zscore(engine: Engine) -> Detection:
+def amount_bins(engine: Engine) -> pd.DataFrame:
+    """Orders with revenue per bin of log revenue, :data:`LOG_BIN` wide, with the sum and the sum of squares
+    of their revenue: one scan of ``order_totals``, from which every statistic of order amounts is read (the
+    mean and standard deviation exactly, medians and deviations to the bin's width, the chart's histogram)."""
+    bins = pd.read_sql(sa.text("""
+        select floor(ln(revenue::float) / :width)::int as bin, count(*) as orders,
+               sum(revenue::float) as total, sum(revenue::float ^ 2) as squares
+        from order_totals where revenue > 0 group by 1 order by 1"""), engine, params={"width": LOG_BIN})
+    return bins.assign(log=(bins["bin"] + 0.5) * LOG_BIN)
+
+
+def amount_histogram(bins: pd.DataFrame, n: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """The amount distribution for a chart: orders per bin of log revenue, ``n`` equal bins from ``bins``."""
+    if bins.empty:
+        return pd.DataFrame(columns=["low", "high", "orders"])
+    orders, edges = np.histogram(bins["log"], bins=n, weights=bins["orders"])
+    edges = np.exp(edges)
+    keep = orders > 0
+    return pd.DataFrame({"low": edges[:-1][keep], "high": edges[1:][keep], "orders": orders[keep].astype(int)})
+
+
+def amount_zscore(engine: Engine, bins: pd.DataFrame) -> Detection:
     """The seed's method: orders whose revenue is more than :data:`Z` standard deviations from the mean."""
-    with engine.connect() as conn:
-        mean, sd = conn.execute(sa.text(
-            "select avg(revenue)::float, stddev_samp(revenue)::float from order_totals where revenue > 0")).one()
-        if not sd:
-            return Detection("order_amount", "z-score", Z, _empty(), "too few orders with revenue for a z-score")
-        flagged = pd.read_sql(sa.text("""
-            select order_id::text as key, revenue::float as value from order_totals
-            where revenue > 0 and abs(revenue - :mean) > :z * :sd order by revenue desc"""),
-            conn, params={"mean": mean, "sd": sd, "z": Z})
+    n = int(bins["orders"].sum())
+    mean = float(bins["total"].sum()) / n if n else 0.0
+    sd = float(np.sqrt(max(float(bins["squares"].sum()) - n * mean**2, 0) / (n - 1))) if n > 1 else 0.0
+    if not sd:
+        return Detection("order_amount", "z-score", Z, _empty(), "too few orders with revenue for a z-score")
+    flagged = pd.read_sql(sa.text("""
+        select order_id::text as key, revenue::float as value from order_totals
+        where revenue > 0 and abs(revenue - :mean) > :z * :sd order by revenue desc"""),
+        engine, params={"mean": mean, "sd": sd, "z": Z})
     return Detection("order_amount", "z-score", Z, flagged.assign(
         metric="revenue", expected=mean, score=(flagged["value"] - mean) / sd,
         reason=[f"revenue {v:,.2f} is {(v - mean) / sd:.1f} standard deviations from the mean order"
                 for v in flagged["value"]]), cut=mean + Z * sd)
 
 
-def amount_robust(engine: Engine) -> Detection:
+def product_quantities(engine: Engine) -> pd.DataFrame:
+    """How many lines of each product sold in each quantity (lines with a quantity and a price)."""
+    return pd.read_sql(sa.text("""select product_id, quantity, count(*) as n from order_items
+                                  where quantity > 0 and unit_price > 0 group by 1, 2"""), engine)
+
+
+def amount_robust(engine: Engine, bins: pd.DataFrame, counts: pd.DataFrame) -> Detection:
     """Orders whose every line's quantity is far above what its product usually sells in, and whose amount is
-    high (module docstring)."""
-    with ThreadPoolExecutor(1) as pool, engine.connect() as conn:
-        # the lines' quantities per product on a second connection, while this one finds the amounts' centre
-        lines = pool.submit(pd.read_sql, sa.text("""select product_id, quantity, count(*) as n from order_items
-                                                    where quantity > 0 and unit_price > 0 group by 1, 2"""), engine)
-        amount = conn.execute(sa.text("""select percentile_cont(0.5) within group (order by ln(revenue::float))
-                                         from order_totals where revenue > 0""")).scalar()
-        mad, mean_dev = conn.execute(sa.text("""
-            select percentile_cont(0.5) within group (order by abs(ln(revenue::float) - :m)), avg(abs(ln(revenue::float) - :m))
-            from order_totals where revenue > 0"""), {"m": amount}).one()
-        amount_scale = 1.4826 * mad if mad else 1.2533 * float(mean_dev or 0)
-        counts = lines.result()
-        if counts.empty:
-            return Detection("order_amount", "robust", QUANTITY_Z, _empty(), "no order lines to learn quantities from")
-        log_q = np.log(counts["quantity"].to_numpy(float))
-        pooled = robust(log_q, counts["n"].to_numpy())[1]
-        stats = pd.DataFrame([(pid, *robust(np.log(g["quantity"].to_numpy(float)), g["n"].to_numpy()))
-                              for pid, g in counts.groupby("product_id")], columns=["product_id", "center", "scale"])
-        stats["scale"] = np.maximum(stats["scale"].fillna(0), pooled)
-        if not pooled or not amount_scale:
-            return Detection("order_amount", "robust", QUANTITY_Z, _empty(),
-                             "quantities or amounts do not vary: nothing to be unusual against")
-        flagged = pd.read_sql(sa.text("""
-            with stats as (
-                select * from unnest(cast(:pids as bigint[]), cast(:centers as float[]), cast(:scales as float[]))
-                    as s(product_id, center, scale)
-            ),
-            candidates as (
-                select order_id, customer_id, revenue from order_totals where revenue > :gate
-            ),
-            scored as (
-                select c.order_id, c.customer_id, c.revenue::float as value,
-                       min((ln(i.quantity) - s.center) / s.scale) as quantity_z,
-                       (array_agg(i.product_id order by i.quantity desc))[1] as product_id,
-                       max(i.quantity) as quantity,
-                       (array_agg(exp(s.center) order by i.quantity desc))[1] as usual_quantity
-                from candidates c
-                join order_items i on i.order_id = c.order_id and i.quantity > 0
-                join stats s on s.product_id = i.product_id
-                group by c.order_id, c.customer_id, c.revenue
-            )
-            select s.order_id::text as key, s.customer_id, cu.first_name || ' ' || cu.last_name as customer,
-                   p.product_name, p.category, s.value, s.quantity_z, s.quantity, s.usual_quantity
-            from scored s
-            left join customers cu on cu.customer_id = s.customer_id
-            left join products p on p.product_id = s.product_id
-            where s.quantity_z > :qz
-            order by s.quantity_z desc"""), conn, params={
-                "pids": stats["product_id"].tolist(), "centers": stats["center"].tolist(),
-                "scales": stats["scale"].tolist(), "gate": float(np.exp(amount + AMOUNT_Z * amount_scale)),
-                "qz": QUANTITY_Z})
+    high (module docstring); ``bins`` from :func:`amount_bins`, ``counts`` from :func:`product_quantities`."""
+    if counts.empty:
+        return Detection("order_amount", "robust", QUANTITY_Z, _empty(), "no order lines to learn quantities from")
+    amount, amount_scale = robust(bins["log"].to_numpy(), bins["orders"].to_numpy())
+    pooled = robust(np.log(counts["quantity"].to_numpy(float)), counts["n"].to_numpy())[1]
+    if not pooled or not amount_scale:
+        return Detection("order_amount", "robust", QUANTITY_Z, _empty(),
+                         "quantities or amounts do not vary: nothing to be unusual against")
+    stats = pd.DataFrame([(pid, *robust(np.log(g["quantity"].to_numpy(float)), g["n"].to_numpy()))
+                          for pid, g in counts.groupby("product_id")], columns=["product_id", "center", "scale"])
+    stats["scale"] = np.maximum(stats["scale"].fillna(0), pooled)
     typical, gate = float(np.exp(amount)), float(np.exp(amount + AMOUNT_Z * amount_scale))
+    # A flagged order's every line is unusual, so only orders with an unusual line are candidates: one pass
+    # over the lines finds those few, and only their lines are scored.
+    flagged = pd.read_sql(sa.text("""
+        with stats as (
+            select * from unnest(cast(:pids as bigint[]), cast(:centers as float[]), cast(:scales as float[]))
+                as s(product_id, center, scale)
+        ),
+        unusual as (
+            select distinct i.order_id from order_items i join stats s on s.product_id = i.product_id
+            where i.quantity > 0 and (ln(i.quantity) - s.center) / s.scale > :qz
+        ),
+        candidates as (
+            select order_id, customer_id, revenue from order_totals
+            where revenue > :gate and order_id in (select order_id from unusual)
+        ),
+        scored as (
+            select c.order_id, c.customer_id, c.revenue::float as value,
+                   min((ln(i.quantity) - s.center) / s.scale) as quantity_z,
+                   (array_agg(i.product_id order by i.quantity desc))[1] as product_id,
+                   max(i.quantity) as quantity,
+                   (array_agg(exp(s.center) order by i.quantity desc))[1] as usual_quantity
+            from candidates c
+            join order_items i on i.order_id = c.order_id and i.quantity > 0
+            join stats s on s.product_id = i.product_id
+            group by c.order_id, c.customer_id, c.revenue
+        )
+        select s.order_id::text as key, s.customer_id, cu.first_name || ' ' || cu.last_name as customer,
+               p.product_name, p.category, s.value, s.quantity_z, s.quantity, s.usual_quantity
+        from scored s
+        left join customers cu on cu.customer_id = s.customer_id
+        left join products p on p.product_id = s.product_id
+        where s.quantity_z > :qz
+        order by s.quantity_z desc"""), engine, params={
+            "pids": stats["product_id"].tolist(), "centers": stats["center"].tolist(),
+            "scales": stats["scale"].tolist(), "gate": gate, "qz": QUANTITY_Z})
     flagged["expected"] = typical
     flagged["amount_z"] = (np.log(flagged["value"]) - amount) / amount_scale
     return Detection("order_amount", "robust", QUANTITY_Z, flagged.assign(
@@ -156,22 +179,6 @@ def amount_robust(engine: Engine) -> Detection:
                 f"the median order" for q, name, u, v in zip(flagged["quantity"], flagged["product_name"],
                                                                   flagged["usual_quantity"], flagged["value"])]),
         cut=gate)
-
-
-def amount_histogram(engine: Engine) -> pd.DataFrame:
-    """Orders per bin of log10 revenue (revenue above 0): the amount distribution, counted in SQL."""
-    with engine.connect() as conn:
-        low, high = conn.execute(sa.text("select min(log(revenue::float)), max(log(revenue::float)) "
-                                         "from order_totals where revenue > 0")).one()
-        if low is None:
-            return pd.DataFrame(columns=["low", "high", "orders"])
-        high = max(high, low + 1e-6)
-        bins = pd.read_sql(sa.text("""
-            select least(width_bucket(log(revenue::float), :low, :high, :n), :n) as bin, count(*) as orders
-            from order_totals where revenue > 0 group by 1 order by 1"""),
-            conn, params={"low": low, "high": high, "n": HISTOGRAM_BINS})
-    width = (high - low) / HISTOGRAM_BINS
-    return bins.assign(low=10 ** (low + (bins["bin"] - 1) * width), high=10 ** (low + bins["bin"] * width))
 
 
 # ---------------------------------------------------------------- daily revenue
@@ -258,14 +265,20 @@ def _empty() -> pd.DataFrame:
 
 # ---------------------------------------------------------------- everything, stored and judged
 
-def detect(engine: Engine) -> tuple[list[Detection], pd.DataFrame]:
-    """Every method on the warehouse; also the daily series with the robust expectation, for the chart."""
-    with ThreadPoolExecutor(1) as pool:  # the z-score's scan on a connection of its own, beside the rest
-        zscore = pool.submit(amount_zscore, engine)
-        robust_amounts = amount_robust(engine)
+def detect(engine: Engine) -> tuple[list[Detection], pd.DataFrame, pd.DataFrame]:
+    """Every method on the warehouse; also, for the charts, the daily series with the robust expectation and the
+    amount distribution (:func:`amount_histogram`).
+
+    The scans of ``order_totals`` and ``order_items`` run side by side, each on a connection of its own.
+    """
+    with ThreadPoolExecutor(2) as pool:
+        counts = pool.submit(product_quantities, engine)
+        bins = amount_bins(engine)
+        zscore = pool.submit(amount_zscore, engine, bins)
+        robust_amounts = amount_robust(engine, bins, counts.result())
         days = daily_series(engine)
         robust_days, scored = daily_robust(days)
-        return [zscore.result(), robust_amounts, daily_zscore(days), robust_days], scored
+        return [zscore.result(), robust_amounts, daily_zscore(days), robust_days], scored, amount_histogram(bins)
 
 
 PLANTED = {"order_amount": "outlier_amount", "daily_revenue": "anomalous_day"}
