@@ -105,3 +105,23 @@ def test_flagged_rows_and_checks_are_stored_per_run(engine, tmp_path):
     assert stored[["key", "metric", "value", "expected", "score", "method", "threshold", "reason"]].notna().all().all()
     record = anomalies.record(engine, "anomalies-run")
     assert {c["method"] for c in record["checks"]} == {"z-score", "robust"} and len(record["checks"]) == 4
+
+
+def test_the_amount_statistics_read_from_bins_match_the_orders_themselves(engine, tmp_path):
+    """One binned scan stands in for sorting every order: the z-score's mean and deviation are exact, the robust
+    median and MAD within the bins' width, and the chart's histogram counts every order with revenue."""
+    load(engine, tmp_path, GenerateSpec(scale=0.2, seed=4))
+    revenue = pd.read_sql("select revenue::float as r from order_totals where revenue > 0", engine)["r"]
+    bins = anomalies.amount_bins(engine)
+    zscore = anomalies.amount_zscore(engine, bins)
+    assert zscore.cut == pytest.approx(revenue.mean() + anomalies.Z * revenue.std(), rel=1e-9)
+    assert set(zscore.flagged["key"].astype(int)) == set(
+        pd.read_sql("select order_id, revenue::float as r from order_totals where revenue > 0", engine)
+        .query(f"abs(r - {revenue.mean()}) > {anomalies.Z * revenue.std()}")["order_id"])
+    center, scale = anomalies.robust(bins["log"].to_numpy(), bins["orders"].to_numpy())
+    exact_center, exact_scale = anomalies.robust(np.log(revenue.to_numpy()))
+    assert abs(center - exact_center) <= anomalies.LOG_BIN
+    assert abs(scale - exact_scale) <= 1.4826 * 2 * anomalies.LOG_BIN
+    histogram = anomalies.amount_histogram(bins)
+    assert histogram["orders"].sum() == len(revenue)
+    assert histogram["low"].min() <= revenue.min() and histogram["high"].max() >= revenue.max()

@@ -93,7 +93,8 @@ def amount_histogram(bins: pd.DataFrame, n: int = HISTOGRAM_BINS) -> pd.DataFram
     """The amount distribution for a chart: orders per bin of log revenue, ``n`` equal bins from ``bins``."""
     if bins.empty:
         return pd.DataFrame(columns=["low", "high", "orders"])
-    orders, edges = np.histogram(bins["log"], bins=n, weights=bins["orders"])
+    span = (bins["bin"].min() * LOG_BIN, (bins["bin"].max() + 1) * LOG_BIN)  # the fine bins' outer edges
+    orders, edges = np.histogram(bins["log"], bins=n, range=span, weights=bins["orders"])
     edges = np.exp(edges)
     keep = orders > 0
     return pd.DataFrame({"low": edges[:-1][keep], "high": edges[1:][keep], "orders": orders[keep].astype(int)})
