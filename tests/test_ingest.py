@@ -65,14 +65,28 @@ def test_loading_the_same_files_twice_gives_the_same_tables(engine, tmp_path):
     ingest.load(tmp_path, engine)
     first = snapshot(engine)
     assert first["quarantine"][0] > 0
-    reports = ingest.load(tmp_path, engine)
+    ingest.load(tmp_path, engine)
     assert snapshot(engine) == first
-    # staging holds the latest load alone, numbered from its first line again, each row with its file
+
+
+def test_staging_holds_only_the_rows_the_client_could_not_certify(engine, tmp_path):
+    """A full load sends the rows the client certified straight to core; staging holds the latest load's other
+    rows alone, each with its file and line, and among them every row quarantined."""
+    generate.write_dataset(GenerateSpec(scale=0.05, defects=DefectRates(duplicate_key=0.01, orphan_reference=0.01)),
+                           tmp_path)
+    ingest.load(tmp_path, engine)  # an earlier load's staged rows must not remain
+    reports = ingest.load(tmp_path, engine)
+    refused = quarantine(engine)
     with engine.connect() as conn:
         for r in reports:
-            staged = conn.execute(sa.text(f"select min(_line), max(_line), count(*), array_agg(distinct _file) "
-                                          f"from staging.{r.table}")).one()
-            assert tuple(staged) == (1, r.read, r.read, [r.file])
+            staged = pd.read_sql(sa.text(f"select _file, _line + 1 as line from staging.{r.table}"), conn)
+            assert len(staged) < 0.1 * r.read
+            assert set(staged["_file"]) <= {r.file}
+            mine = refused[refused["table_name"] == r.table]
+            assert len(mine) == r.quarantined
+            assert set(zip(mine["source_file"], mine["line"])) <= set(zip(staged["_file"], staged["line"]))
+    assert set(refused["rules"].explode()) == {"duplicate key", "orphan"}
+
 
 
 def test_keys_are_enforced_after_a_load(engine, clean_raw):
@@ -244,6 +258,73 @@ def test_format_variants_load_the_same_rows(engine, clean_raw, raw, case):
     ingest.load(raw, engine)
     assert {t: v for t, v in snapshot(engine).items() if t != "quarantine"} == \
            {t: v for t, v in expected.items() if t != "quarantine"}
+
+
+# Values PostgreSQL and pyarrow read differently, or that PostgreSQL reads otherwise than written: the client must
+# certify none of them, and leave each to the server, which judges it as it always has.
+ODD = {
+    "customers": ["007,Lead,Zero,lz@example.com,,T,S,C,2024-01-01",  # the key 7 again, spelled otherwise
+                  "+8,Plus,Sign,ps@example.com,,T,S,C,2024-01-01",
+                  " 9,Lead,Blank,lb@example.com,,T,S,C,2024-01-01",
+                  "900201,Compact,Date,cd@example.com,,T,S,C,20221126",
+                  "900202,Words,Date,wd@example.com,,T,S,C,Nov 26 2022",
+                  "900203,Not,Leap,nl@example.com,,T,S,C,2023-02-29",
+                  "900204,Leap,Day,ld@example.com,,T,S,C,2024-02-29",
+                  "900205,Year,Zero,yz@example.com,,T,S,C,0000-01-01",
+                  "900206,Null,Word,nw@example.com,NULL,T,S,C,NA",
+                  "1_000,Under,Score,us@example.com,,T,S,C,2024-01-01"],
+    "orders": ["900201,900201,2025-01-01 10:00:00,placed,paypal",  # no offset: the session's time zone
+               "900202,900204,2025-01-01 10:00:00+16:00,placed,paypal",
+               "900203,900204,2025-01-01 10:00:00+15:59,placed,paypal",
+               "900204,900204,2025-01-01T10:00:00.1234567Z,placed,paypal",
+               "900205,900204,2025-01-01 10:00:00z,placed,paypal",
+               "900206,900204,2025-01-01 24:00:00Z,placed,paypal",
+               "900207,0x10,2025-01-01 10:00:00Z,placed,paypal",
+               "900208,1_000,2025-01-01 10:00:00Z,placed,paypal",
+               "900209,8,2025-01-01 10:00:00Z,placed,paypal"],
+    "order_items": ["900203,1,1,+5,1.234,0", "900203,2,1,0x80000000,NaN,0", "900203,3,1,1_000,.5,-0",
+                    "900203,4,1,1e3,1e3,0", "900203,5,1,5,5.00 ,0", "900203,06,1,5,5,0", "900203,6,1,5,5,0",
+                    "900209,1,1,1,1,1"],
+}
+
+
+@pytest.mark.parametrize("case", ["as written", *LOADING])
+def test_the_client_judges_every_row_as_the_server_alone_would(engine, tmp_path, monkeypatch, case):
+    """Core and quarantine after a load equal, byte for byte, what the server alone makes of the same files
+    (every row through staging and the rules, the loader before the client judged), on a corpus of defects
+    and odd values, in each format variant."""
+    generate.write_dataset(GenerateSpec(scale=0.05, seed=8, defects=DefectRates(
+        **{k: 0.01 for k in DefectRates.model_fields})), tmp_path)
+    for table, lines in ODD.items():
+        append(tmp_path / f"{table}.csv", *lines)
+    lines = (tmp_path / "orders.csv").read_text().splitlines(keepends=True)
+    lines[20:20] = ["\n"]
+    (tmp_path / "orders.csv").write_text("".join(lines))
+    if case in LOADING:
+        for table in COLUMNS:
+            spoil(tmp_path, table, LOADING[case])
+    reports = ingest.load(tmp_path, engine)
+    judged = snapshot(engine)
+    with engine.connect() as conn:
+        staged = sum(conn.scalar(sa.text(f"select count(*) from staging.{r.table}")) for r in reports)
+    assert staged < 0.2 * sum(r.read for r in reports)  # the client did judge: most rows skipped staging
+    monkeypatch.setattr(ingest, "_judge", lambda *args: None)
+    assert ingest.load(tmp_path, engine) == reports
+    assert snapshot(engine) == judged
+
+
+def test_a_file_the_client_cannot_read_as_postgresql_would_goes_to_staging_whole(engine, raw, monkeypatch):
+    """A quote inside an unquoted field opens a quoted section for PostgreSQL, not for pyarrow: the client
+    certifies nothing of that file, and PostgreSQL reads it as it always has."""
+    append(raw / "products.csv", '900300,Ab"c",Gadgets,1.00,0.50')
+    reports = {r.table: r for r in ingest.load(raw, engine)}
+    judged = snapshot(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from staging.products")) == reports["products"].read
+        assert conn.scalar(sa.text("select product_name from products where product_id = 900300")) == "Abc"
+    monkeypatch.setattr(ingest, "_judge", lambda *args: None)
+    ingest.load(raw, engine)
+    assert snapshot(engine) == judged
 
 
 def test_a_header_only_file_loads_nothing_from_it(engine, raw):

@@ -23,17 +23,24 @@ checks all rows at once; promotion has already sent any row that would break the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
+import functools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pacsv
 from psycopg2 import sql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -47,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("replace", "upsert")
 COPY_BUFFER = 1 << 20  # psycopg2 sends 8 KB per round trip by default
+BLOCK = 8 << 20  # the client reads a file in blocks of about this size, cut between records
 ATTEMPTS = 5
 
 
@@ -144,35 +152,41 @@ class _Record:
 def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bool) -> list[FileReport]:
     started = datetime.now(timezone.utc)
     conn = engine.raw_connection()
+    checker = engine.raw_connection()  # read-only: types the keys the client cannot, while conn writes
     try:
+        checker.cursor().execute("set transaction read only")
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('ecompipe.ingest'))")
             set_local(cur, Settings().ingest_tuning)
             cur.execute(sql.SQL("truncate {} restart identity").format(
                 sql.SQL(", ").join(sql.Identifier("staging", t) for t in COLUMNS)))
-            staged = {table: _stage(cur, sql.Identifier("staging", table), path, headers[table])
-                      for table, path in files.items()}
-            read = {table: rows for table, (rows, _) in staged.items()}
             schema = _Schema.read(cur, list(COLUMNS))
             if mode == "replace":
                 before = _core_counts(cur) if guard else {}
                 # A full load starts the warehouse's history again: increments reserve ids after it alone.
                 cur.execute(sql.SQL("truncate quarantine, increment_ids, {}").format(
                     sql.SQL(", ").join(map(sql.Identifier, reversed(COLUMNS)))))
-                keys = _drop_keys(cur, list(COLUMNS))
+                keys = _drop_keys(cur, list(COLUMNS))[::-1]  # primary keys first, then the foreign keys leaning on them
             else:
+                keys = []
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
-            reports = []
-            for table, path in files.items():  # parents first, so children's references can be checked
-                loaded, quarantined = _promote(cur, table, schema, mode, read[table])
-                reports.append(FileReport(str(path), table, read[table], loaded, quarantined, staged[table][1]))
-                log.info("%s: %s rows read, %s loaded, %s quarantined, %s blank lines skipped",
-                         path, read[table], loaded, quarantined, staged[table][1])
-            if mode == "replace":
-                if guard:
-                    _refuse_shrinking(before, {r.table: r.loaded for r in reports})
-                for table, name, definition in reversed(keys):
-                    _add_key(cur, table, name, definition)
+            # The client reads each file while the server writes the one before; parents first, so children's
+            # references can be checked.
+            # Each table's keys come back as soon as it is written, while the client reads the next file.
+            reports, parents, writing = [], {}, None
+            with ThreadPoolExecutor(1) as server:
+                for table, path in files.items():
+                    plan = _judge(path, table, headers[table], schema, checker, parents) if mode == "replace" else None
+                    if writing:
+                        reports.append(writing.result())
+                    writing = server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
+                                            [k for k in keys if k[0] == table])
+                reports.append(writing.result())
+            if guard and mode == "replace":
+                _refuse_shrinking(before, {r.table: r.loaded for r in reports})
+            for key in keys:
+                if key[0] not in files:  # a key of another table, into these
+                    _add_key(cur, *key)
             cur.execute("""
                 insert into ingest_loads (source_dir, mode, started_at, files, as_of, scale, seed)
                 values (%s, %s, %s, %s, coalesce(%s, current_date), %s, %s)""",
@@ -185,14 +199,52 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
             conn.rollback()
         raise
     finally:
-        with contextlib.suppress(*TRANSIENT):
-            conn.close()
+        for connection in (checker, conn):
+            with contextlib.suppress(*TRANSIENT):
+                connection.close()
 
 
-def _stage(cur, target: sql.Identifier, path: Path, header: list[str]) -> tuple[int, int]:
-    """COPY the file, as text, into ``target`` (``staging.<table>``); return the rows read and the blank
-    lines skipped. Rows keep the line numbers they have in the file, blank lines counted."""
+def _write(cur, table: str, path: Path, header: list[str], schema: _Schema, mode: str, plan: _Plan | None,
+           keys: list[tuple[str, str, str]]) -> FileReport:
+    """Write one file: the rows the client certified straight into core, the rest through staging and the
+    rules (:func:`_promote`); without a plan, the whole file through staging. Then add back the table's
+    ``keys``, which checks every row at once."""
+    direct = 0
+    if plan is not None and plan.direct_rows:
+        statement = sql.SQL("copy {} ({}) from stdin with (format csv, encoding 'UTF8')").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, header)))
+        with blaming(path, IngestError):
+            cur.copy_expert(statement, _Stream(_file_bytes(path, ((b"", s, e) for s, e in plan.direct))),
+                            size=COPY_BUFFER)
+        direct = cur.rowcount
+        if direct != plan.direct_rows:
+            raise IngestError(f"{path}: counts do not reconcile: {plan.direct_rows} rows certified, "
+                              f"but {direct} reached {table}")
+    staged, blank = _stage(cur, sql.Identifier("staging", table), path, header, plan)
+    loaded, quarantined = _promote(cur, table, schema, mode, staged)
+    report = FileReport(str(path), table, staged + direct, loaded + direct, quarantined, blank)
+    for key in keys:
+        _add_key(cur, *key)
+    log.info("%s: %s rows read, %s loaded (%s straight to core), %s quarantined, %s blank lines skipped",
+             path, report.read, report.loaded, direct, quarantined, blank)
+    return report
+
+
+def _stage(cur, target: sql.Identifier, path: Path, header: list[str], plan: _Plan | None) -> tuple[int, int]:
+    """COPY the rows the plan leaves to the server (without a plan, the whole file), as text, into ``target``
+    (``staging.<table>``); return the rows staged and the blank lines skipped. Rows keep the line numbers they
+    have in the file, blank lines counted."""
     cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(target, sql.Literal(str(path))))
+    if plan is not None:
+        if len(plan.staged):
+            statement = sql.SQL("copy {} (_line, {}) from stdin with (format csv, encoding 'UTF8')").format(
+                target, sql.SQL(", ").join(map(sql.Identifier, header)))
+            with blaming(path, IngestError):
+                cur.copy_expert(statement, _Stream(_file_bytes(path, ((b"%d," % n, s, e) for n, s, e in plan.staged))),
+                                size=COPY_BUFFER)
+            # a few rows against a core table of millions: without statistics the planner would scan the parents
+            cur.execute(sql.SQL("analyze {}").format(target))
+        return len(plan.staged), plan.blank_lines
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         target, sql.SQL(", ").join(map(sql.Identifier, header)))
     with open(path, "rb") as f, blaming(path, IngestError):
@@ -278,6 +330,321 @@ def _rows_before_blank_lines(path: Path) -> list[int]:
                 else:
                     rows += 1
     return before
+
+
+# ---------------------------------------------------------------- the client's judgement (a full load)
+
+class _Unsure(Exception):
+    """The client cannot read a file exactly as PostgreSQL would; the whole file goes to staging instead."""
+
+
+@dataclass
+class _Plan:
+    """What the client made of one file of a full load: the rows certain to load go straight to core as the bytes
+    they arrived as; every other row goes to staging, for the server's rules to judge."""
+
+    read: int  # records, the header and blank lines not counted
+    blank_lines: int
+    direct: np.ndarray  # (start, end): byte ranges of the file holding the rows that go straight to core
+    direct_rows: int
+    staged: np.ndarray  # (line - 1, start, end) of each record the server judges
+
+
+_INTEGER_DIGITS = {"bigint": 18, "integer": 9, "smallint": 4}  # fewer than the type holds: no range check needed
+_DAY = r"[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_CLOCK = r"[ T]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+
+
+def _certain(data_type: str, precision: int | None, scale: int | None) -> str | None:
+    """A pattern of the values of a column type (not a whole number: :func:`_certify`) that PostgreSQL reads
+    exactly as written: no blanks, no rounding, no offset beyond what it accepts, nothing read in the session's
+    time zone or relative to today. None where the client certifies nothing; such values go to the server."""
+    if data_type == "numeric":
+        if precision is None:
+            return r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+        whole = precision - (scale or 0)
+        integer = "0" if whole <= 0 else rf"(0|[1-9][0-9]{{0,{whole - 1}}})"
+        return rf"^-?{integer}" + (rf"(\.[0-9]{{1,{scale}}})?$" if scale else "$")
+    if data_type == "date":
+        return rf"^{_DAY}$"
+    if data_type == "timestamp with time zone":
+        return rf"^{_DAY}{_CLOCK}(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$"
+    if data_type == "timestamp without time zone":
+        return rf"^{_DAY}{_CLOCK}$"
+    return None
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _certify(values: pa.Array, data_type: str, precision: int | None, scale: int | None) -> np.ndarray:
+    """True for each value PostgreSQL reads exactly as written; False for the rest, nulls too.
+
+    A whole number is certified when it is ASCII digits alone, without a leading zero, fewer than the type can
+    hold: no sign, blank, underscore or hex, nothing out of range. Other types match :func:`_certain`.
+    """
+    if data_type in _INTEGER_DIGITS:
+        length = pc.binary_length(values)
+        ok = pc.and_(pc.and_(pc.ascii_is_decimal(values), pc.less_equal(length, _INTEGER_DIGITS[data_type])),
+                     pc.or_(pc.equal(length, 1), pc.invert(pc.starts_with(values, "0"))))
+        return pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+    pattern = _certain(data_type, precision, scale)
+    if pattern is None:
+        return np.zeros(len(values), bool)
+    ok = pc.fill_null(pc.match_substring_regex(values, pattern), False).to_numpy(zero_copy_only=False)
+    if (data_type == "date" or data_type.startswith("timestamp")) and ok.any():
+        day = pc.if_else(ok, values, "2000-01-01")
+        y, m, d = (pc.cast(pc.utf8_slice_codeunits(day, a, b), pa.int32()).to_numpy() for a, b in ((0, 4), (5, 7), (8, 10)))
+        leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+        ok &= d <= _DAYS_IN_MONTH[m - 1] + ((m == 2) & leap)
+    return ok
+
+
+def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
+    """A raw file's records, block by block: (block, its offset in the file, each record's start and end in it).
+
+    A record ends at a newline outside quotes, as PostgreSQL's CSV reader has it, so a quoted newline stays in
+    its record. Raises :class:`_Unsure` where pyarrow could read the file otherwise than PostgreSQL: a quote
+    that neither opens nor closes a field, a carriage return without its newline, line endings that change,
+    bytes that are not UTF-8, a quoted field never closed.
+    """
+    carry, offset, crlf = b"", 0, None
+    while True:
+        chunk = f.read(BLOCK)
+        data = carry + chunk
+        if not data:
+            return
+        arr = np.frombuffer(data, np.uint8)
+        is_quote = arr == ord('"')
+        inside = np.cumsum(is_quote, dtype=np.uint8) & 1  # odd: after an opening quote (the count wraps, its parity not)
+        quotes = np.flatnonzero(is_quote)
+        newlines = np.flatnonzero(arr == ord("\n"))
+        ends = newlines[inside[newlines] == 0] + 1
+        if not chunk:  # the end of the file: its last record may have no newline
+            last = int(ends[-1]) if len(ends) else 0
+            if inside[-1]:
+                raise _Unsure("a quoted field is never closed")
+            if last < len(data):
+                ends = np.append(ends, len(data))
+        elif not len(ends):
+            carry = data  # no record ends in this block yet
+            continue
+        used = int(ends[-1])
+        q = quotes[quotes < used]
+        padded = np.frombuffer(b"\n" + data + b"\n", np.uint8)  # a block starts and ends between records
+        before, after = padded[q[0::2]], padded[q[1::2] + 2]  # before each opening quote, after each closing one
+        if not (((before == 44) | (before == 10) | (before == 34)).all()
+                and ((after == 44) | (after == 10) | (after == 13) | (after == 34)).all()):
+            raise _Unsure("a quote inside an unquoted field, or after a closing quote")
+        returns = np.flatnonzero(arr[:used] == ord("\r"))
+        returns = returns[inside[returns] == 0]
+        if not (returns + 1 < len(arr)).all() or not (arr[np.minimum(returns + 1, len(arr) - 1)] == ord("\n")).all():
+            raise _Unsure("a carriage return without a newline")
+        crlf = bool(used >= 2 and data[int(ends[0]) - 2:int(ends[0])] == b"\r\n") if crlf is None else crlf
+        newline_ended = ends[arr[ends - 1] == ord("\n")]
+        if len(returns) != (len(newline_ended) if crlf else 0):
+            raise _Unsure("line endings change within the file")
+        try:
+            data[:used].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Unsure("bytes that are not UTF-8") from None
+        yield data, offset, np.concatenate(([0], ends[:-1])), ends
+        if not chunk:
+            return
+        carry, offset = data[used:], offset + used
+
+
+def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, parents: dict) -> _Plan | None:
+    """Read ``path`` on the client and plan its load (:class:`_Plan`); None when the whole file must go to staging.
+
+    A row goes straight to core when every typed value is null or certified (:func:`_certify`), its key and
+    references are present, no other row of the file has its key, and each reference is to a row of the parent
+    file that went straight to core (``parents``: each parent's keys; this file's are added). Keys the client
+    cannot certify are typed by the server, on ``checker`` (read-only), so that rows with the same key are found
+    whatever their spelling. The file is read in blocks; a row keeps only its place in the file and a hash of
+    its key.
+    """
+    types, keys, refs = schema.types[table], schema.keys[table], schema.references[table]
+    if any(types[c][0] not in _INTEGER_DIGITS for c in [*keys, *refs]):
+        return None  # only whole-number keys are typed on the client
+    starts, ends, certain, hashes, own_keys = [], [], [], [], []
+    blank_after = []  # for each blank line, the rows before it
+    doubtful = []  # (row, its key's parts: a whole number, or text the server must type)
+    rows = 0
+    block = functools.partial(_block, header=header, types=types, keys=keys, refs=refs, parents=parents)
+    try:
+        # two blocks at a time: pyarrow and numpy let go of the GIL, so both cores work while the server waits
+        with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
+            for read in _ahead(pool, block, _records(f)):
+                block_starts, block_ends, ok, hashed, blank_before, block_doubtful = read
+                blank_after.extend(rows + np.asarray(blank_before, np.int64))
+                doubtful.extend((rows + i, parts) for i, parts in block_doubtful)
+                if not len(block_starts):
+                    continue
+                starts.append(block_starts)
+                ends.append(block_ends)
+                certain.append(ok)
+                hashes.append(hashed[0])
+                if len(keys) == 1:
+                    own_keys.append(hashed[1])
+                rows += len(block_starts)
+    except (_Unsure, pa.ArrowInvalid) as why:
+        log.info("%s goes to staging whole: %s", path, why)
+        return None
+    finally:
+        pa.default_memory_pool().release_unused()  # the parsed blocks' memory, back to the system
+    if not rows:
+        return _Plan(0, len(blank_after), np.zeros((0, 2), np.int64), 0, np.zeros((0, 3), np.int64))
+    starts, ends, direct, hashes = _joined(starts), _joined(ends), _joined(certain), _joined(hashes)
+    if doubtful:
+        typed = {column: _typed_by_server(checker, [parts[n] for _, parts in doubtful if isinstance(parts[n], str)],
+                                          types[column], schema.soft_input_check) for n, column in enumerate(keys)}
+        for row, parts in doubtful:
+            parts = [typed[c].get(p) if isinstance(p, str) else p for c, p in zip(keys, parts)]
+            if None not in parts:  # a key PostgreSQL reads; otherwise it is refused, and repeats nothing
+                hashes[row] = _hash([np.array([p], np.int64) for p in parts])[0]
+    if keys:  # every row of a repeated key goes to staging, where the first wins and the others are refused
+        direct &= ~_repeated(hashes)
+    if len(keys) == 1:
+        parents[(table, keys[0])] = _joined(own_keys)[direct]
+    # runs of rows that go straight to core, next to each other in the file, are sent as one range of bytes
+    joined = direct[:-1] & direct[1:] & (ends[:-1] == starts[1:])
+    first = np.flatnonzero(direct & ~np.concatenate(([False], joined)))
+    last = np.flatnonzero(direct & ~np.concatenate((joined, [False])))
+    judged = np.flatnonzero(~direct)
+    lines = judged + 2 + np.searchsorted(np.asarray(blank_after, np.int64), judged, side="right")  # header: line 1
+    return _Plan(rows, len(blank_after), np.column_stack((starts[first], ends[last])), int(direct.sum()),
+                 np.column_stack((lines - 1, starts[judged], ends[judged])))
+
+
+def _ahead(pool: ThreadPoolExecutor, work: Callable, items: Iterator) -> Iterator:
+    """``work`` on each of ``items``, two at a time in ``pool``; the results in order."""
+    pending = collections.deque()
+    for item in items:
+        pending.append(pool.submit(work, *item))
+        if len(pending) == 2:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _block(data: bytes, offset: int, starts: np.ndarray, ends: np.ndarray, *, header, types, keys, refs, parents):
+    """One block of records (:func:`_records`), judged: its records' starts and ends in the file (blank lines
+    left out), whether each is certain to load, its key's hash (and the key itself, if a single column), where
+    the blank lines were (as rows before them) and the keys the server must type."""
+    if offset == 0:  # the header
+        starts, ends = starts[1:], ends[1:]
+    blank = np.zeros(len(starts), bool)
+    first = np.frombuffer(data, np.uint8)[starts]
+    for i in np.flatnonzero((first == 32) | (first == 9) | (first == 13) | (first == 10)):
+        blank[i] = not data[starts[i]:ends[i]].strip(b" \t\r\n")
+    blank_before = list(np.cumsum(~blank)[blank]) if blank.any() else []
+    starts, ends = starts[~blank], ends[~blank]
+    if not len(starts):
+        return starts, ends, None, None, blank_before, []
+    view = memoryview(data)
+    feed = view[starts[0]:ends[-1]] if not blank.any() else b"".join(view[s:e] for s, e in zip(starts, ends))
+    checked = [c for c in header if types[c][0] != "text"]
+    parsed = pacsv.read_csv(
+        pa.BufferReader(pa.py_buffer(feed)),
+        read_options=pacsv.ReadOptions(column_names=header, use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, include_columns=checked,
+                                             strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                             null_values=[""]))
+    if parsed.num_rows != len(starts):
+        raise _Unsure("pyarrow read another number of records")
+    ok = np.ones(parsed.num_rows, bool)
+    key_values, key_fits = [], []
+    for column in checked:
+        col = parsed[column].combine_chunks()
+        fits = _certify(col, *_type_of(types[column]))
+        if column not in keys and column not in refs:
+            ok &= fits | col.is_null().to_numpy(zero_copy_only=False)
+            continue
+        ok &= fits
+        number = pc.cast(pc.if_else(fits, col, "0"), pa.int64()).to_numpy()
+        if column in refs:
+            ok &= np.isin(number, parents.get(refs[column], np.zeros(0, np.int64)))
+        if column in keys:
+            key_values.append(number)
+            key_fits.append((fits, col))
+    # keys the client cannot certify, and what they are made of, for the server to type
+    doubtful = [(i, [int(n[i]) if fits[i] else col[i].as_py() for n, (fits, col) in zip(key_values, key_fits)])
+                for i in np.flatnonzero(np.logical_or.reduce(
+                    [~fits & col.is_valid().to_numpy(zero_copy_only=False) for fits, col in key_fits]))]
+    return (starts + offset, ends + offset, ok, (_hash(key_values), key_values[0] if len(keys) == 1 else None),
+            blank_before, doubtful)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The blocks' arrays as one, each block's freed as soon as it is copied."""
+    joined = np.concatenate(parts)
+    parts.clear()
+    return joined
+
+
+def _hash(columns: list[np.ndarray]) -> np.ndarray:
+    """A 64-bit hash of each row's key (``columns`` together); equal keys hash alike."""
+    hashed = np.zeros(len(columns[0]) if columns else 0, np.uint64)
+    for column in columns:
+        hashed *= np.uint64(0x9E3779B97F4A7C15)  # wraps around, as meant
+        hashed += column.view(np.uint64)
+    return hashed
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """True for each row whose key hash (:func:`_hash`) another row has too. Every repeated key is found; a rare
+    collision sends a row to staging needlessly, where the server judges it all the same. A hash and a sort take
+    a fraction of the memory and time of comparing the key columns."""
+    ordered = np.sort(hashes)
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(twice):
+        return np.zeros(len(hashes), bool)
+    at = np.searchsorted(twice, hashes)
+    np.minimum(at, len(twice) - 1, out=at)
+    return twice[at] == hashes
+
+
+def _type_of(column_type: tuple) -> tuple[str, int | None, int | None]:
+    data_type, _, precision, scale = column_type
+    return data_type, precision, scale
+
+
+def _typed_by_server(checker, texts: list[str], column_type: tuple, soft_input_check: bool) -> dict[str, int]:
+    """The whole numbers PostgreSQL reads ``texts`` as, by its own checks; texts it refuses are left out."""
+    check, _ = _valid(sql.SQL("v"), *column_type, soft_input_check)
+    with checker.cursor() as cur:
+        cur.execute(sql.SQL("select v, case when {} then v::{} end from unnest(%s::text[]) as u(v)").format(
+            check, sql.SQL(column_type[1])), (sorted(set(texts)),))
+        return {text: value for text, value in cur.fetchall() if value is not None}
+
+
+def _file_bytes(path: Path, pieces: Iterator[tuple[bytes, int, int]]) -> Iterator[bytes]:
+    """Byte ranges of ``path``, each after its prefix, in buffers of about :data:`COPY_BUFFER`, for COPY."""
+    buffer, size = [], 0
+    with open(path, "rb") as f:
+        for prefix, start, end in pieces:
+            f.seek(start)
+            piece = prefix + f.read(end - start)
+            buffer.append(piece)
+            size += len(piece)
+            if size >= COPY_BUFFER:
+                yield b"".join(buffer)
+                buffer, size = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+class _Stream:
+    """A file-like object over an iterator of bytes, for ``copy_expert``."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks = chunks
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self.chunks, b"")
 
 
 # ---------------------------------------------------------------- promotion

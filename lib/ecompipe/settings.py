@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # stay in memory. On a small shared server, lower them.
     ingest_work_mem: str = "256MB"  # a load's sorts of keys
     ingest_maintenance_work_mem: str = "512MB"  # a load's key indexes
+    # A load checks a few thousand staged rows against parents of millions: with the default of 4 the planner
+    # scans the parents whole rather than look the rows up in their keys.
+    ingest_random_page_cost: float = 1.1
     transform_work_mem: str = "512MB"  # the marts' aggregates and sorts
     transform_hash_mem_multiplier: float = 2.0
     transform_parallel_workers: int = 2  # workers per query (max_parallel_workers_per_gather)
@@ -42,7 +45,8 @@ class Settings(BaseSettings):
 
     @property
     def ingest_tuning(self) -> dict[str, str]:
-        return {"work_mem": self.ingest_work_mem, "maintenance_work_mem": self.ingest_maintenance_work_mem}
+        return {"work_mem": self.ingest_work_mem, "maintenance_work_mem": self.ingest_maintenance_work_mem,
+                "random_page_cost": str(self.ingest_random_page_cost)}
 
     @property
     def transform_tuning(self) -> dict[str, str]:
