@@ -1,7 +1,6 @@
-"""Load raw CSV files into the warehouse without losing a row: staging, core, quarantine.
+"""Load raw CSV files into the warehouse without losing a row: core, or quarantine with every reason.
 
-Every row lands in ``staging.<table>`` exactly as it arrived (all text, with its file and line), then is
-promoted to the typed core table, or to ``quarantine`` with every hard rule it broke:
+A row reaches its typed core table, or ``quarantine`` with every hard rule it broke:
 
 - a value that does not parse as its column's type (number, date, ISO 8601 timestamp);
 - a value outside what the column can hold (an integer or a decimal out of range);
@@ -9,7 +8,16 @@ promoted to the typed core table, or to ``quarantine`` with every hard rule it b
 
 Everything else (a missing phone, an outlier amount, a negative quantity) loads, for the validation and
 anomaly stages to flag. For each file, rows read = rows loaded into core + rows quarantined, or the load
-fails.
+fails. The raw files themselves are the record of what arrived (the run keeps them, with their sha256).
+
+**Who judges a row.** In a full load the client reads each file with pyarrow, in blocks, while the server
+writes the file before. A row whose every value the client can prove PostgreSQL reads exactly as written
+(:func:`_certify`), whose key no other row has and whose references are to rows already going to core, goes
+straight to core as the bytes it arrived as, so PostgreSQL still makes every stored value. Every other row
+goes to ``staging.<table>`` (text, with its file and line) and through the rules in SQL (:data:`RULES`,
+:func:`_promote`), which check each value with the type's own input function. So does a whole file the client
+cannot read exactly as PostgreSQL would (an odd quote, mixed line endings, bad UTF-8: :func:`_records`), and
+every row of an increment, which may update rows already in core.
 
 A load is one transaction, so a failure or a killed process leaves the warehouse exactly as it was. In
 ``replace`` mode (a full load) it replaces the core tables; in ``upsert`` mode (a daily increment) it
@@ -17,8 +25,8 @@ inserts or updates rows by primary key and touches nothing else, so reloading ch
 never interleave (an advisory lock), and a dropped connection is retried with backoff.
 
 Keys stay enforced, but in a full load not row by row: checking every row's foreign keys as it arrived
-made the load 15x slower. The keys are dropped inside the transaction and added back at the end, which
-checks all rows at once; promotion has already sent any row that would break them to quarantine.
+made the load 15x slower. The keys are dropped inside the transaction and each table's are added back as
+soon as it is written, which checks all its rows at once; any row that would break them went to quarantine.
 """
 
 from __future__ import annotations

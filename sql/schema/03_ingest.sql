@@ -1,5 +1,5 @@
 -- What ingest keeps besides the core tables.
---   staging.*      every row of the latest load exactly as it arrived, all text, with its file and line;
+--   staging.*      the latest load's rows the server judges (all of an increment's), as they arrived, all text, with their file and line;
 --   quarantine     rows that broke a hard rule, with their raw values and every reason;
 --   ingest_loads   one row per load, with the reconciliation of each file and the data's as-of date;
 --   data_as_of     the as-of date of what the warehouse holds, which the marts measure dates against.
