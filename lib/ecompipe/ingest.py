@@ -162,7 +162,8 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
     conn = engine.raw_connection()
     checker = engine.raw_connection()  # read-only: types the keys the client cannot, while conn writes
     try:
-        checker.cursor().execute("set transaction read only")
+        with checker.cursor() as cur:
+            cur.execute("set transaction read only")
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('ecompipe.ingest'))")
             set_local(cur, Settings().ingest_tuning)
@@ -178,9 +179,8 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
             else:
                 keys = []
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
-            # The client reads each file while the server writes the one before; parents first, so children's
-            # references can be checked.
-            # Each table's keys come back as soon as it is written, while the client reads the next file.
+            # The client reads each file while the server writes the one before, and adds back its keys; parents
+            # first, so children's references can be checked.
             reports, parents, writing = [], {}, None
             with ThreadPoolExecutor(1) as server:
                 for table, path in files.items():
@@ -484,7 +484,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
         # two blocks at a time: pyarrow and numpy let go of the GIL, so both cores work while the server waits
         with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
             for read in _ahead(pool, block, _records(f)):
-                block_starts, block_ends, ok, hashed, blank_before, block_doubtful = read
+                block_starts, block_ends, ok, (hashed, own_key), blank_before, block_doubtful = read
                 blank_after.extend(rows + np.asarray(blank_before, np.int64))
                 doubtful.extend((rows + i, parts) for i, parts in block_doubtful)
                 if not len(block_starts):
@@ -492,9 +492,9 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
                 starts.append(block_starts)
                 ends.append(block_ends)
                 certain.append(ok)
-                hashes.append(hashed[0])
+                hashes.append(hashed)
                 if len(keys) == 1:
-                    own_keys.append(hashed[1])
+                    own_keys.append(own_key)
                 rows += len(block_starts)
     except (_Unsure, pa.ArrowInvalid) as why:
         log.info("%s goes to staging whole: %s", path, why)
@@ -549,7 +549,7 @@ def _block(data: bytes, offset: int, starts: np.ndarray, ends: np.ndarray, *, he
     blank_before = list(np.cumsum(~blank)[blank]) if blank.any() else []
     starts, ends = starts[~blank], ends[~blank]
     if not len(starts):
-        return starts, ends, None, None, blank_before, []
+        return starts, ends, None, (None, None), blank_before, []
     view = memoryview(data)
     feed = view[starts[0]:ends[-1]] if not blank.any() else b"".join(view[s:e] for s, e in zip(starts, ends))
     checked = [c for c in header if types[c][0] != "text"]
