@@ -88,7 +88,6 @@ def test_staging_holds_only_the_rows_the_client_could_not_certify(engine, tmp_pa
     assert set(refused["rules"].explode()) == {"duplicate key", "orphan"}
 
 
-
 def test_keys_are_enforced_after_a_load(engine, clean_raw):
     ingest.load(clean_raw, engine)
     with pytest.raises(sa.exc.IntegrityError, match="foreign key"):

@@ -130,7 +130,7 @@ def amount_robust(engine: Engine, bins: pd.DataFrame, counts: pd.DataFrame) -> D
         return Detection("order_amount", "robust", QUANTITY_Z, _empty(), "no order lines to learn quantities from")
     amount, amount_scale = robust(bins["log"].to_numpy(), bins["orders"].to_numpy())
     pooled = robust(np.log(counts["quantity"].to_numpy(float)), counts["n"].to_numpy())[1]
-    if not pooled or not amount_scale:
+    if bins.empty or not pooled or not amount_scale:  # no order with revenue: no amount to be unusual against
         return Detection("order_amount", "robust", QUANTITY_Z, _empty(),
                          "quantities or amounts do not vary: nothing to be unusual against")
     stats = pd.DataFrame([(pid, *robust(np.log(g["quantity"].to_numpy(float)), g["n"].to_numpy()))

@@ -351,7 +351,6 @@ class _Plan:
     """What the client made of one file of a full load: the rows certain to load go straight to core as the bytes
     they arrived as; every other row goes to staging, for the server's rules to judge."""
 
-    read: int  # records, the header and blank lines not counted
     blank_lines: int
     direct: np.ndarray  # (start, end): byte ranges of the file holding the rows that go straight to core
     direct_rows: int
@@ -502,11 +501,13 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
     finally:
         pa.default_memory_pool().release_unused()  # the parsed blocks' memory, back to the system
     if not rows:
-        return _Plan(0, len(blank_after), np.zeros((0, 2), np.int64), 0, np.zeros((0, 3), np.int64))
+        return _Plan(len(blank_after), np.zeros((0, 2), np.int64), 0, np.zeros((0, 3), np.int64))
     starts, ends, direct, hashes = _joined(starts), _joined(ends), _joined(certain), _joined(hashes)
     if doubtful:
-        typed = {column: _typed_by_server(checker, [parts[n] for _, parts in doubtful if isinstance(parts[n], str)],
-                                          types[column], schema.soft_input_check) for n, column in enumerate(keys)}
+        texts = {column: [parts[n] for _, parts in doubtful if isinstance(parts[n], str)]
+                 for n, column in enumerate(keys)}
+        typed = {column: _typed_by_server(checker, text, types[column], schema.soft_input_check) if text else {}
+                 for column, text in texts.items()}
         for row, parts in doubtful:
             parts = [typed[c].get(p) if isinstance(p, str) else p for c, p in zip(keys, parts)]
             if None not in parts:  # a key PostgreSQL reads; otherwise it is refused, and repeats nothing
@@ -521,7 +522,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
     last = np.flatnonzero(direct & ~np.concatenate((joined, [False])))
     judged = np.flatnonzero(~direct)
     lines = judged + 2 + np.searchsorted(np.asarray(blank_after, np.int64), judged, side="right")  # header: line 1
-    return _Plan(rows, len(blank_after), np.column_stack((starts[first], ends[last])), int(direct.sum()),
+    return _Plan(len(blank_after), np.column_stack((starts[first], ends[last])), int(direct.sum()),
                  np.column_stack((lines - 1, starts[judged], ends[judged])))
 
 
