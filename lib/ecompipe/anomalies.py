@@ -21,6 +21,7 @@ revenue) and the flagged rows come back.
 
 from __future__ import annotations
 
+import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -302,19 +303,20 @@ def against_ledger(detections: list[Detection], planted: pd.DataFrame | None) ->
     return pd.DataFrame(rows)
 
 
+STORED = ("kind", "method", "threshold", "key", "metric", "value", "expected", "score", "reason")
+"""The columns of ``anomalies`` a flagged row fills."""
+
+
 def store(engine: Engine, run_id: str, detections: list[Detection], checks: pd.DataFrame) -> None:
     """Append this run's flagged orders and days, and each method's record, replacing a rerun's."""
-    rows = [{"run_id": run_id, "kind": d.kind, "method": d.method, "threshold": d.threshold,
-             **{c: _plain(r[c]) for c in ("key", "metric", "value", "expected", "score", "reason")}}
-            for d in detections for r in d.flagged.to_dict("records")]
+    flagged = pd.concat([d.flagged[list(STORED[3:])].assign(run_id=run_id, kind=d.kind, method=d.method,
+                                                           threshold=d.threshold) for d in detections])
     with engine.begin() as conn:
         conn.execute(sa.text("delete from anomalies where run_id = :r"), {"r": run_id})
         conn.execute(sa.text("delete from anomaly_checks where run_id = :r"), {"r": run_id})
-        if rows:
-            conn.execute(sa.text("""insert into anomalies (run_id, kind, key, metric, value, expected, score, method,
-                                        threshold, reason)
-                                    values (:run_id, :kind, :key, :metric, :value, :expected, :score, :method,
-                                        :threshold, :reason)"""), rows)
+        with conn.connection.cursor() as cur:  # by COPY: at scale 100 the z-score flags 100,000 orders
+            cur.copy_expert(f"copy anomalies (run_id, {', '.join(STORED)}) from stdin with (format csv)",
+                            io.StringIO(flagged[["run_id", *STORED]].to_csv(index=False, header=False)))
         conn.execute(sa.text("""insert into anomaly_checks (run_id, kind, method, flagged, planted, caught, precision,
                                     recall)
                                 values (:run_id, :kind, :method, :flagged, :planted, :caught, :precision, :recall)"""),

@@ -179,17 +179,17 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
             else:
                 keys = []
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
-            # The client reads each file while the server writes the one before, and adds back its keys; parents
-            # first, so children's references can be checked.
-            reports, parents, writing = [], {}, None
+            # The client reads the files in turn, parents first so children's references can be checked, while
+            # the server writes, one after another, those already read and adds back their keys.
+            parents, writes = {}, []
             with ThreadPoolExecutor(1) as server:
                 for table, path in files.items():
+                    for failed in (w for w in writes if w.done() and w.exception()):
+                        failed.result()  # a write failed: no point reading on
                     plan = _judge(path, table, headers[table], schema, checker, parents) if mode == "replace" else None
-                    if writing:
-                        reports.append(writing.result())
-                    writing = server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
-                                            [k for k in keys if k[0] == table])
-                reports.append(writing.result())
+                    writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
+                                                [k for k in keys if k[0] == table]))
+                reports = [w.result() for w in writes]
             if guard and mode == "replace":
                 _refuse_shrinking(before, {r.table: r.loaded for r in reports})
             for key in keys:

@@ -53,13 +53,14 @@ def segments(engine: Engine) -> pd.DataFrame:
 def cohort_heatmap(engine: Engine, months: int = 12, cohorts: int = 24) -> pd.DataFrame:
     """Retention (% of each cohort buying again) of the last ``cohorts`` cohorts, 1 to ``months`` months on:
     one row per cohort (``YYYY-MM``), one column per month after the first order."""
+    # the view read once, a few hundred rows: a subquery for its last cohort would compute it twice
     retention = _read(engine, """
-        select to_char(cohort_month, 'YYYY-MM') as cohort, months_since_first, retention_pct
-        from cohort_retention
-        where months_since_first between 1 and %(months)s
-          and cohort_month >= (select max(cohort_month) from cohort_retention) - %(back)s * interval '1 month'
-        order by cohort_month, months_since_first""", months=int(months), back=int(cohorts) - 1)
-    return retention.pivot(index="cohort", columns="months_since_first", values="retention_pct").astype(float)
+        select cohort_month, months_since_first, retention_pct from cohort_retention
+        where months_since_first <= %(months)s""", months=int(months))
+    cohort = pd.to_datetime(retention["cohort_month"])
+    shown = retention.assign(cohort=cohort.dt.strftime("%Y-%m"))[
+        (cohort > cohort.max() - pd.DateOffset(months=int(cohorts))) & (retention["months_since_first"] >= 1)]
+    return shown.pivot(index="cohort", columns="months_since_first", values="retention_pct").astype(float)
 
 
 def recent_trends(engine: Engine, days: int = 28) -> pd.DataFrame:

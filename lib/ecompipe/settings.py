@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     transform_work_mem: str = "512MB"  # the marts' aggregates and sorts
     transform_hash_mem_multiplier: float = 2.0
     transform_parallel_workers: int = 2  # workers per query (max_parallel_workers_per_gather)
+    # Great Expectations' queries: two suites run at once, so workers per query only contend for the cores,
+    # and GX's uniqueness query builds its whole hash in every worker (3x the work with 2 workers).
+    validate_parallel_workers: int = 0
 
     dag_retries: int = 2  # how often a scheduled task is retried, with exponential backoff
     keep_raw_runs: int = 10

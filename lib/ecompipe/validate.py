@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from ecompipe import defects, iri, progress, warehouse
 from ecompipe.rawformat import KEYS
-from ecompipe.settings import PROJECT_ROOT
+from ecompipe.settings import PROJECT_ROOT, Settings
 
 iri.defer_parser()  # before Great Expectations imports jsonschema: seconds saved
 import great_expectations as gx  # noqa: E402  (3 s: the modules that only read results, report.py, skip it)
@@ -136,7 +136,9 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
     """Validate ``suites`` on the warehouse, the largest tables first, :data:`WORKERS` at a time; return the
     results in suite order. ``progress`` is called with each suite's name when it is done.
     Raises :class:`SuiteError` naming a rule that could not run (bad SQL, a missing column)."""
-    os.environ[URL_VARIABLE] = engine.url.render_as_string(hide_password=False)
+    session = f"-c max_parallel_workers_per_gather={Settings().validate_parallel_workers}"  # GX's sessions, by libpq
+    options = " ".join(filter(None, [engine.url.query.get("options"), session]))
+    os.environ[URL_VARIABLE] = engine.url.update_query_dict({"options": options}).render_as_string(hide_password=False)
     with engine.connect() as conn:
         size = dict(conn.execute(sa.text("select relname, reltuples from pg_class where relname = any(:t)"),
                                  {"t": [s.table for s in suites]}).all())
