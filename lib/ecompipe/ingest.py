@@ -219,7 +219,9 @@ def _write(cur, table: str, path: Path, header: list[str], schema: _Schema, mode
     ``keys``, which checks every row at once."""
     direct = 0
     if plan is not None and plan.direct_rows:
-        statement = sql.SQL("copy {} ({}) from stdin with (format csv, encoding 'UTF8')").format(
+        # Frozen (the table was truncated in this transaction, a full load's): the first query after the load
+        # need not mark every row committed and write every page again, nor autovacuum freeze them later.
+        statement = sql.SQL("copy {} ({}) from stdin with (format csv, encoding 'UTF8', freeze)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, header)))
         with blaming(path, IngestError):
             cur.copy_expert(statement, _Stream(_file_bytes(path, ((b"", s, e) for s, e in plan.direct))),
