@@ -103,6 +103,12 @@ def test_flagged_rows_and_checks_are_stored_per_run(engine, tmp_path):
     assert len(stored) == sum(len(d.flagged) for d in found) > 0
     assert set(stored["kind"]) == {"order_amount", "daily_revenue"} or set(stored["kind"]) == {"order_amount"}
     assert stored[["key", "metric", "value", "expected", "score", "method", "threshold", "reason"]].notna().all().all()
+    for d in found:  # every value as detected: numbers to the last digit, reasons with their commas
+        rows = stored[(stored["kind"] == d.kind) & (stored["method"] == d.method)].set_index("key").loc[d.flagged["key"]]
+        assert (rows["threshold"].astype(float) == d.threshold).all()
+        assert rows["reason"].tolist() == d.flagged["reason"].tolist()
+        for column in ("value", "expected", "score"):
+            assert rows[column].astype(float).tolist() == d.flagged[column].astype(float).tolist(), column
     record = anomalies.record(engine, "anomalies-run")
     assert {c["method"] for c in record["checks"]} == {"z-score", "robust"} and len(record["checks"]) == 4
 

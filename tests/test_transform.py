@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import ingest, transform
+from ecompipe import ingest, marts, transform
 
 from conftest import fingerprint
 
@@ -181,6 +181,20 @@ def test_each_cohort_runs_month_by_month_to_the_last_month_in_the_data(engine, c
         assert list(rows["months_since_first"]) == list(range(span + 1)), f"cohort {cohort_month}"
         expected = [(pd.Timestamp(cohort_month) + pd.DateOffset(months=m)).date() for m in range(span + 1)]
         assert list(rows["active_month"]) == expected, f"cohort {cohort_month}"
+
+
+def test_the_cohort_heatmap_shows_the_last_cohorts_of_the_calendar_from_month_1(engine, cohorts):
+    heatmap = marts.cohort_heatmap(engine, months=5, cohorts=6)
+    last = cohorts["cohort_month"].max()
+    shown = [(pd.Timestamp(last) - pd.DateOffset(months=n)).strftime("%Y-%m") for n in range(5, -1, -1)]
+    # in calendar order, each cohort of the last six months that has a month 1 to 5 (the newest has none yet)
+    later = {d.strftime("%Y-%m") for d, m in zip(cohorts["cohort_month"], cohorts["months_since_first"]) if 1 <= m <= 5}
+    assert list(heatmap.index) == [c for c in shown if c in later] and len(heatmap) >= 4
+    assert list(heatmap.columns) == [1, 2, 3, 4, 5]
+    for cohort, row in heatmap.iterrows():
+        expected = cohorts[cohorts["cohort_month"].map(lambda d: d.strftime("%Y-%m")) == cohort] \
+            .set_index("months_since_first")["retention_pct"].astype(float).reindex(range(1, 6))
+        assert row.tolist() == pytest.approx(expected.tolist(), nan_ok=True), cohort
 
 
 # ---------------------------------------------------------------- ABC

@@ -172,6 +172,16 @@ def test_a_rule_over_the_quarantine_counts_against_the_rows_read_from_its_file(e
     assert (orphans.element_count, orphans.unexpected_count) == (read, refused) and refused > 0
 
 
+def test_great_expectations_sessions_run_without_parallel_workers_and_keep_the_urls_options(monkeypatch):
+    url = sa.make_url("postgresql+psycopg2://me:secret@/shop?host=/tmp/socket&options=-c%20search_path%3Dshop")
+    made = sa.make_url(validate.gx_url(url))
+    assert made.query["options"] == "-c search_path=shop -c max_parallel_workers_per_gather=0"
+    assert (made.password, made.query["host"], made.database) == ("secret", "/tmp/socket", "shop")
+    monkeypatch.setenv("ECOMPIPE_VALIDATE_PARALLEL_WORKERS", "2")
+    assert sa.make_url(validate.gx_url(url.difference_update_query(["options"]))).query["options"] == \
+        "-c max_parallel_workers_per_gather=2"
+
+
 @pytest.mark.parametrize("grade_for", [(100, "A"), (95, "A"), (94.99, "B"), (90, "B"), (80, "C"), (70, "D"), (69.9, "F")])
 def test_grades(grade_for):
     score, letter = grade_for

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from ecompipe import defects, iri, progress, warehouse
 from ecompipe.rawformat import KEYS
@@ -136,9 +136,7 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
     """Validate ``suites`` on the warehouse, the largest tables first, :data:`WORKERS` at a time; return the
     results in suite order. ``progress`` is called with each suite's name when it is done.
     Raises :class:`SuiteError` naming a rule that could not run (bad SQL, a missing column)."""
-    session = f"-c max_parallel_workers_per_gather={Settings().validate_parallel_workers}"  # GX's sessions, by libpq
-    options = " ".join(filter(None, [engine.url.query.get("options"), session]))
-    os.environ[URL_VARIABLE] = engine.url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    os.environ[URL_VARIABLE] = gx_url(engine.url)
     with engine.connect() as conn:
         size = dict(conn.execute(sa.text("select relname, reltuples from pg_class where relname = any(:t)"),
                                  {"t": [s.table for s in suites]}).all())
@@ -151,6 +149,14 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
             if progress:
                 progress(futures[future].name)
     return [r for suite in suites for r in done[suite.name]]
+
+
+def gx_url(url: URL) -> str:
+    """The warehouse's URL for Great Expectations' own engine, whose sessions run with
+    ``Settings.validate_parallel_workers`` workers per query (libpq's ``options``, after any the URL has)."""
+    session = f"-c max_parallel_workers_per_gather={Settings().validate_parallel_workers}"
+    options = " ".join(filter(None, [url.query.get("options"), session]))
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
