@@ -303,20 +303,16 @@ def against_ledger(detections: list[Detection], planted: pd.DataFrame | None) ->
     return pd.DataFrame(rows)
 
 
-STORED = ("kind", "method", "threshold", "key", "metric", "value", "expected", "score", "reason")
-"""The columns of ``anomalies`` a flagged row fills."""
-
-
 def store(engine: Engine, run_id: str, detections: list[Detection], checks: pd.DataFrame) -> None:
     """Append this run's flagged orders and days, and each method's record, replacing a rerun's."""
-    flagged = pd.concat([d.flagged[list(STORED[3:])].assign(run_id=run_id, kind=d.kind, method=d.method,
-                                                           threshold=d.threshold) for d in detections])
+    flagged = pd.concat([d.flagged[["key", "metric", "value", "expected", "score", "reason"]].assign(
+        run_id=run_id, kind=d.kind, method=d.method, threshold=d.threshold) for d in detections])
     with engine.begin() as conn:
         conn.execute(sa.text("delete from anomalies where run_id = :r"), {"r": run_id})
         conn.execute(sa.text("delete from anomaly_checks where run_id = :r"), {"r": run_id})
         with conn.connection.cursor() as cur:  # by COPY: at scale 100 the z-score flags 100,000 orders
-            cur.copy_expert(f"copy anomalies (run_id, {', '.join(STORED)}) from stdin with (format csv)",
-                            io.StringIO(flagged[["run_id", *STORED]].to_csv(index=False, header=False)))
+            cur.copy_expert(f"copy anomalies ({', '.join(flagged.columns)}) from stdin with (format csv)",
+                            io.StringIO(flagged.to_csv(index=False, header=False)))
         conn.execute(sa.text("""insert into anomaly_checks (run_id, kind, method, flagged, planted, caught, precision,
                                     recall)
                                 values (:run_id, :kind, :method, :flagged, :planted, :caught, :precision, :recall)"""),
