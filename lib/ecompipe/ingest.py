@@ -183,13 +183,18 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
             # the server writes, one after another, those already read and adds back their keys.
             parents, writes = {}, []
             with ThreadPoolExecutor(1) as server:
-                for table, path in files.items():
-                    for failed in (w for w in writes if w.done() and w.exception()):
-                        failed.result()  # a write failed: no point reading on
-                    plan = _judge(path, table, headers[table], schema, checker, parents) if mode == "replace" else None
-                    writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
-                                                [k for k in keys if k[0] == table]))
-                reports = [w.result() for w in writes]
+                try:
+                    for table, path in files.items():
+                        for failed in (w for w in writes if w.done() and w.exception()):
+                            failed.result()  # a write failed: no point reading on
+                        plan = (_judge(path, table, headers[table], schema, checker, parents)
+                                if mode == "replace" else None)
+                        writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
+                                                    [k for k in keys if k[0] == table]))
+                    reports = [w.result() for w in writes]
+                except BaseException:  # the load fails: the writes still queued would only be rolled back
+                    server.shutdown(wait=True, cancel_futures=True)
+                    raise
             if guard and mode == "replace":
                 _refuse_shrinking(before, {r.table: r.loaded for r in reports})
             for key in keys:
