@@ -199,7 +199,8 @@ def seed_method(scale: float, engine) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1,10", help="comma-separated scales (default 1,10)")
-    parser.add_argument("--with-100", action="store_true", help="add scale 100 (about 3 minutes a run)")
+    parser.add_argument("--with-100", action="store_true",
+                        help="add scale 100 (5-6 minutes a run, 4 for its floors: 45 minutes in all with --repeat 3)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     scales = [float(s) for s in args.scales.split(",")] + ([100.0] if args.with_100 else [])
