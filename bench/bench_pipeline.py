@@ -60,7 +60,8 @@ from bench_transform import duckdb_build, duckdb_like
 from bench_validate import hand_written
 
 OUTPUTS = own_warehouse.BENCH_WAREHOUSE / "outputs"  # the benchmark's runs, apart from the user's
-TARGETS = {"scale 1, six stages": 25.0, "scale 100, six stages": 150.0}
+TARGETS = {1.0: 25.0, 100.0: 150.0}  # the six stages' seconds at a scale
+SPEED_UP = 20  # against the seed's method, at scale 10
 
 
 class Sampler(threading.Thread):
@@ -149,9 +150,10 @@ def work_floors(engine, raw: Path, scale: float) -> dict[str, float]:
                       marts.cohort_heatmap, report.quality_history):
             query(engine)
 
-    work = {"generate": generated, "ingest": lambda: keys_floor(engine, raw), "transform": lambda: transform.build(engine),
-            "validate": lambda: hand_written(engine, validate.load_suites()), "anomalies": lambda: anomalies.detect(engine),
-            "report": reported}
+    work = {"generate": generated, "ingest": lambda: keys_floor(engine, raw),
+            "transform": lambda: transform.build(engine),
+            "validate": lambda: hand_written(engine, validate.load_suites()),
+            "anomalies": lambda: anomalies.detect(engine), "report": reported}
     return {stage: timed(fn)[0] for stage, fn in work.items()}
 
 
@@ -211,7 +213,7 @@ def main() -> None:
              f"{os.cpu_count()} cores; medians of {args.repeat} runs; seconds; peak resident memory in MB "
              "(client: the CLI, kernels and workers; server: PostgreSQL)", ""]
     floors = {stage: statistics.median(kernel_floor(stage) for _ in range(args.repeat)) for stage in STAGES}
-    walls, paths = {}, {}  # a scale's wall, and its floors on the critical path (work, kernels)
+    walls, works, paths = {}, {}, {}  # a scale's wall, its work's floors, its floors on the critical path
     for scale in scales:
         results = [pipeline(scale, f"bench-{stamp}-{scale:g}-{n}") for n in range(args.repeat)]
         walls[scale] = statistics.median(r["wall"] for r in results)
@@ -219,7 +221,7 @@ def main() -> None:
         duck_db = duckdb_like(engine)
         duck = statistics.median(timed(duckdb_build, duck_db)[0] for _ in range(args.repeat))
         measured = [work_floors(engine, results[-1]["raw"], scale) for _ in range(args.repeat)]
-        work = {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
+        works[scale] = work = {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
         paths[scale] = critical_path(work), critical_path(floors)
         lines += [f"## Scale {scale:g}", "",
                   "| stage | seconds | its floor: a kernel and the notebook's imports | its floor: the work alone "
@@ -235,8 +237,9 @@ def main() -> None:
                   f"| baseline: bare COPY of the same files | {bare:.1f} | | | | |",
                   f"| baseline: DuckDB, the same summary models | {duck:.1f} | | | | |",
                   "",
-                  f"The floors on the critical path (generate, ingest, transform, the longer of validate and anomalies, "
-                  f"report): the work alone {paths[scale][0]:.1f} s, the kernels and imports {paths[scale][1]:.1f} s.",
+                  "The floors on the critical path (generate, ingest, transform, the longer of validate and "
+                  f"anomalies, report): the work alone {paths[scale][0]:.1f} s, "
+                  f"the kernels and imports {paths[scale][1]:.1f} s.",
                   ""]
         print("\n".join(lines[-(len(STAGES) + 10):]), flush=True)
     seed_1 = statistics.median(seed_method(1, engine) for _ in range(args.repeat))
@@ -246,16 +249,21 @@ def main() -> None:
               "| generate and load scale 10 | seconds |", "|---|---:|",
               f"| seed: Faker row by row, pandas `to_sql` (scale 1: {seed_1:.1f} s, × 10) | {seed_1 * 10:.1f} |",
               f"| `ecompipe run --stages generate,ingest --scale 10` | {ours_10:.1f} |",
-              f"| **speed-up** (target ≥ 20×) | **{seed_1 * 10 / ours_10:.1f}×** |", ""]
-    if 1.0 in walls:
-        lines.append(f"Scale 1, six stages: {walls[1.0]:.1f} s (target ≤ {TARGETS['scale 1, six stages']:.0f} s; "
-                     f"floors on the critical path: the work {paths[1.0][0]:.1f} s, the kernels {paths[1.0][1]:.1f} s).")
-    if 100.0 in walls:
-        lines.append(f"Scale 100, six stages: {walls[100.0]:.1f} s (target ≤ {TARGETS['scale 100, six stages']:.0f} s; "
-                     f"floors on the critical path: the work {paths[100.0][0]:.1f} s, the kernels {paths[100.0][1]:.1f} s).")
-        if 10.0 in walls:
-            lines.append(f"t(100) / t(10) = {walls[100.0] / walls[10.0]:.1f} (target ≤ 10).")
-    print("\n".join(lines[-9:]))
+              f"| **speed-up** (target ≥ {SPEED_UP}×) | **{seed_1 * 10 / ours_10:.1f}×** |", ""]
+    if 10.0 in works:  # what no run of the two notebooks can go below: the first kernel, generation, the keys
+        least = floors["generate"] + works[10.0]["generate"] + works[10.0]["ingest"]
+        lines += [f"The floors on the way at scale 10: generate's kernel and imports {floors['generate']:.1f} s, "
+                  f"generation {works[10.0]['generate']:.1f} s, the keys' floor {works[10.0]['ingest']:.1f} s: "
+                  f"{least:.1f} s, at best {seed_1 * 10 / least:.1f}× "
+                  f"(the target needs {seed_1 * 10 / SPEED_UP:.1f} s).",
+                  ""]
+    for scale, target in TARGETS.items():
+        if scale in walls:
+            lines.append(f"Scale {scale:g}, six stages: {walls[scale]:.1f} s (target ≤ {target:.0f} s; floors on the "
+                         f"critical path: the work {paths[scale][0]:.1f} s, the kernels {paths[scale][1]:.1f} s).")
+    if 100.0 in walls and 10.0 in walls:
+        lines.append(f"t(100) / t(10) = {walls[100.0] / walls[10.0]:.1f} (target ≤ 10).")
+    print("\n".join(lines[lines.index("## Against the seed's method"):]))
     folder = Settings().outputs_dir / "bench"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"pipeline-{stamp}.md").write_text("\n".join(lines) + "\n")
