@@ -11,8 +11,8 @@ anomaly stages to flag. For each file, rows read = rows loaded into core + rows 
 fails. The raw files themselves are the record of what arrived (the run keeps them, with their sha256).
 
 **Who judges a row.** In a full load the client reads the files in turn with pyarrow, in blocks, while the
-server writes those already read. A row whose every value the client can prove PostgreSQL reads exactly as written
-(:func:`_certify`), whose key no other row has and whose references are to rows already going to core, goes
+server writes those already read. A row whose every value the client can prove PostgreSQL reads exactly as
+written (:func:`_certify`), whose key no other row has and whose references are to rows already going to core, goes
 straight to core as the bytes it arrived as, so PostgreSQL still makes every stored value. Every other row
 goes to ``staging.<table>`` (text, with its file and line) and through the rules in SQL (:data:`RULES`,
 :func:`_promote`), which check each value with the type's own input function. So does a whole file the client
