@@ -4,8 +4,9 @@
 
 For each scale, ``ecompipe run --scale S`` (all six stages through papermill, overheads included) runs
 ``--repeat`` times on the benchmark's own warehouse; each stage's seconds come from the run's manifest, and
-a sampler reads every 0.1 s the resident memory of the client processes (the CLI, its kernels and their
-workers: the process tree) and of the PostgreSQL server, apart. Beside it, on the same files:
+a sampler reads every 0.1 s the memory of the client processes (the CLI, the kernels' forkserver, the kernels
+and their workers: the process tree) and of the PostgreSQL server, apart, each as the sum of its processes'
+proportional set sizes (PSS), which counts a page shared by several processes once. Beside it, on the same files:
 
 - **seed**: the seed project's method, Faker row by row and pandas ``to_sql``, generating and loading the
   same number of rows at scale 1, against ``ecompipe run --stages generate,ingest`` at scale 10; the seed's
@@ -14,14 +15,15 @@ workers: the process tree) and of the PostgreSQL server, apart. Beside it, on th
   the least any loader must do;
 - **DuckDB**: the same summary models built by DuckDB from the same core tables (``bench_transform``).
 
-Each stage has two floors, each measured alone, in this process:
+Each stage has two floors, each measured alone:
 
-- **a kernel and its imports**: a kernel started and the stage's notebook's imports run, what the stage costs
-  before any work;
-- **the work alone**: the least the stage's work costs, outside any notebook, on the warehouse the last run
-  left: generation (``generate.write_dataset``); for ingest, the keys' floor (``bench_ingest.keys_floor``: the
-  files ``COPY``ed into typed tables, and each key indexed and each reference joined, with no check at all:
-  the least any loader that enforces the keys does); the marts' build (``transform.build``); for validation,
+- **a kernel and its imports**: the stage's kernel started and its notebook's imports run, the six one after
+  another in a new process, as a run starts them (generate's includes the forkserver's start and the imports
+  the stages share): what the stage costs before any work;
+- **the work alone**: the least the stage's work costs, outside any notebook, in this process, on the
+  warehouse the last run left: generation (``generate.write_dataset``); for ingest, the keys' floor
+  (``bench_ingest.keys_floor``: the files ``COPY``ed into typed tables, and each key indexed and each
+  reference joined, with no check at all: the least any loader that enforces the keys does); the marts' build (``transform.build``); for validation,
   the rules' counts in hand-written SQL, one query per suite, with no Great Expectations
   (``bench_validate.hand_written``); the detections (``anomalies.detect``); the report's queries.
 
@@ -51,7 +53,7 @@ import psutil
 
 import own_warehouse  # noqa: F401  (first: the benchmark's own warehouse)
 
-from ecompipe import STAGES, anomalies, generate, marts, report, runner, transform, validate, warehouse
+from ecompipe import STAGES, anomalies, generate, marts, report, transform, validate, warehouse
 from ecompipe.settings import PROJECT_ROOT, Settings
 from ecompipe.shop import CUSTOMERS_PER_SCALE, ORDERS_PER_SCALE
 
@@ -65,7 +67,7 @@ SPEED_UP = 20  # against the seed's method, at scale 10
 
 
 class Sampler(threading.Thread):
-    """Peak resident memory, in MB, of a process tree and of the PostgreSQL server, per running stage."""
+    """Peak memory (summed PSS), in MB, of a process tree and of the PostgreSQL server, per running stage."""
 
     def __init__(self, root: psutil.Process, manifest: Path):
         super().__init__(daemon=True)
@@ -77,8 +79,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.1):
             stages = self._running()
-            client = _rss([self.root, *_children(self.root)])
-            server = _rss([p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"])
+            client = _pss([self.root, *_children(self.root)])
+            server = _pss([p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"])
             for stage in stages:
                 self.client[stage] = max(self.client.get(stage, 0), client)
                 self.server[stage] = max(self.server.get(stage, 0), server)
@@ -97,11 +99,14 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _rss(processes) -> float:
+def _pss(processes) -> float:
+    """Proportional set sizes summed: a page that n of ``processes`` share counts 1/n in each, so once in all
+    (resident sizes summed would count the forked kernels' shared libraries, or the server's shared buffers,
+    once per process)."""
     total = 0
     for p in processes:
         try:
-            total += p.memory_info().rss
+            total += p.memory_full_info().pss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total / 2**20
@@ -128,13 +133,28 @@ def pipeline(scale: float, run_id: str, stages: list[str] | None = None) -> dict
             "client_mb": sampler.client, "server_mb": sampler.server, "raw": OUTPUTS / "runs" / run_id / "raw"}
 
 
-def kernel_floor(stage: str) -> float:
-    """Seconds to start a stage's kernel and run its notebook's imports, alone: what the stage costs before
-    it does any work (the runner hides it behind the stage before, where that stage lasts long enough)."""
-    settings = Settings()
-    seconds, km = timed(runner.start_kernel, settings.notebook(stage), settings.notebooks_dir)
-    runner.stop_kernel(km)
-    return seconds
+KERNELS = """import json, time
+from ecompipe import STAGES, kernels
+from ecompipe.settings import Settings
+settings = Settings()
+kernels.preload([settings.notebook(stage) for stage in STAGES])
+seconds = {}
+for stage in STAGES:
+    started = time.perf_counter()
+    km = kernels.start_kernel(settings.notebook(stage), settings.notebooks_dir)
+    seconds[stage] = time.perf_counter() - started
+    kernels.stop_kernel(km)
+print(json.dumps(seconds))
+"""
+
+
+def kernel_floors() -> dict[str, float]:
+    """Seconds to start each stage's kernel and run its notebook's imports, one after another as a run starts
+    them, in a new process: what a stage costs before any work (the runner hides it behind the stage before,
+    where that stage lasts long enough). Generate's includes the forkserver's start and its imports."""
+    done = subprocess.run([sys.executable, "-c", KERNELS], capture_output=True, text=True, check=True,
+                          cwd=PROJECT_ROOT)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def work_floors(engine, raw: Path, scale: float) -> dict[str, float]:
@@ -210,9 +230,10 @@ def main() -> None:
     engine = warehouse.get_engine()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     lines = [f"# ecompipe pipeline benchmark, {stamp}", "",
-             f"{os.cpu_count()} cores; medians of {args.repeat} runs; seconds; peak resident memory in MB "
+             f"{os.cpu_count()} cores; medians of {args.repeat} runs; seconds; peak memory in MB, summed PSS "
              "(client: the CLI, kernels and workers; server: PostgreSQL)", ""]
-    floors = {stage: statistics.median(kernel_floor(stage) for _ in range(args.repeat)) for stage in STAGES}
+    measured = [kernel_floors() for _ in range(args.repeat)]
+    floors = {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
     kernels = critical_path(floors)  # the same at every scale
     walls, works = {}, {}  # a scale's wall, and the floors of its stages' work
     for scale in scales:

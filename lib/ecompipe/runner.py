@@ -7,16 +7,12 @@ stage, so a run that died still says how far it got.
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import contextlib
 import csv
 import hashlib
 import logging
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -24,18 +20,16 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from jupyter_client.manager import AsyncKernelManager
 from pydantic import BaseModel
-from traitlets.config import Config
 
 from ecompipe import anomalies, ingest, iri, report, runs, transform, warehouse
+from ecompipe.kernels import KERNEL, QuietShutdownKernelManager, preload, start_kernel, stop_kernel
 from ecompipe.rawformat import COLUMNS, DEFECTS_FILE
 from ecompipe import STAGES
 from ecompipe.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
-KERNEL = "ecompipe"
 WAVES = (("generate",), ("ingest",), ("transform",), ("validate", "anomalies"), ("report",))
 """The stages in the order they run. The stages of a wave need nothing of each other, and run side by side."""
 PACKAGES = ("ecompipe", "pandas", "numpy", "faker", "pyarrow", "sqlalchemy", "psycopg2-binary", "papermill",
@@ -198,12 +192,14 @@ def _finish(manifest: dict, params: RunParameters, settings: Settings, counted: 
 
 
 def _run_stages(ordered: list[str], params: RunParameters, settings: Settings, run_dir: Path, manifest: dict) -> None:
-    """Run ``ordered`` wave by wave (:data:`WAVES`). While a wave runs, the next wave's kernels start and import
-    what their notebooks import, on the other core; a finished stage's kernel stops in the background."""
+    """Run ``ordered`` wave by wave (:data:`WAVES`). While a wave runs, the next wave's kernels are forked
+    (:mod:`ecompipe.kernels`) and import what their notebooks alone import, on the other core; a finished
+    stage's kernel stops in the background."""
     iri.defer_parser()  # before nbformat and papermill import jsonschema: seconds saved
     waves = [wave for wave in ([s for s in stages if s in ordered] for stages in WAVES) if wave]
     numbers = {stage: n for n, stage in enumerate(ordered, start=1)}
     cwd = settings.notebooks_dir
+    preload([settings.notebook(s) for s in ordered])
     with ThreadPoolExecutor(max_workers=6) as pool:  # a wave of two, the next wave's kernels, pages
         kernels = {s: pool.submit(start_kernel, settings.notebook(s), cwd) for s in waves[0]}
         import papermill as pm  # 2 s to import, while the first kernel starts
@@ -301,80 +297,6 @@ def execute(notebook: Path, output: Path, parameters: dict, km: QuietShutdownKer
 
     pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL, km=km,
                         progress_bar=sys.stderr.isatty(), log_output=False)
-
-
-def start_kernel(notebook: Path, cwd: Path) -> AsyncKernelManager:
-    """Start an ecompipe kernel in ``cwd`` for ``notebook`` and run the notebook's import statements in it.
-
-    The runner starts the next stage's kernel while the current stage runs, so a stage finds its libraries
-    (pandas, seaborn, Great Expectations: up to 8 s) already imported. The imports run silently: they add no
-    output and no execution count, and the notebook's own cells import the same names again, at no cost.
-    A failed import is left for the notebook's own cell to report.
-    """
-    km = QuietShutdownKernelManager(kernel_name=KERNEL, config=Config({"KernelManager": {
-        # Unix sockets rather than unencrypted TCP, at an absolute path: the kernel runs in another folder.
-        "transport": "ipc", "ip": str(Path(tempfile.gettempdir()) / f"ecompipe-kernel-{secrets.token_hex(4)}")}}))
-    asyncio.run(_start(km, cwd, _imports(notebook)))
-    return km
-
-
-async def _start(km: AsyncKernelManager, cwd: Path, imports: str) -> None:
-    await km.start_kernel(cwd=str(cwd))
-    client = km.client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=120)
-        await client.execute_interactive(imports, silent=True, store_history=False, allow_stdin=False)
-    finally:
-        client.stop_channels()
-
-
-def stop_kernel(km: QuietShutdownKernelManager) -> None:
-    for client in km.clients:
-        client.stop_channels()
-    asyncio.run(km.shutdown_kernel())
-
-
-def _imports(notebook: Path) -> str:
-    """The notebook's top-level ``import`` and ``from … import`` statements."""
-    import nbformat
-
-    statements = []
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if cell.cell_type == "code":
-            with contextlib.suppress(SyntaxError):  # IPython magics: not ours to parse
-                statements += [ast.unparse(node) for node in ast.parse(cell.source).body
-                               if isinstance(node, (ast.Import, ast.ImportFrom))]
-    return "\n".join(statements)
-
-
-class QuietShutdownKernelManager(AsyncKernelManager):
-    """A kernel manager that shuts its kernel down quietly: no needless interrupt, no client left connected.
-
-    jupyter_client sends SIGINT first in every shutdown, which comes just after papermill's last request's
-    reply; if the signal lands before the kernel has gone back to ignoring SIGINT (a few ms,
-    longer on a loaded machine), the kernel logs "KeyboardInterrupt caught in kernel" for nothing. The
-    shutdown request that follows is all an idle kernel needs; an interrupt asked for at any other time
-    (a cell's timeout) is sent as usual.
-
-    papermill leaves the clients of a kernel it did not start connected; :func:`stop_kernel` closes them.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.clients = []  # every client made for this kernel, for stop_kernel to close
-
-    def client(self, **kwargs):
-        client = super().client(**kwargs)
-        self.clients.append(client)
-        return client
-
-    async def _async_interrupt_kernel(self) -> None:
-        if self.shutting_down:  # set by the shutdown that called us; cleared when a kernel starts
-            return
-        await super()._async_interrupt_kernel()
-
-    interrupt_kernel = _async_interrupt_kernel
 
 
 def _relative(path: Path, settings: Settings) -> str:

@@ -23,7 +23,8 @@ from airflow.providers.papermill.operators.papermill import PapermillOperator
 from airflow.sdk import TriggerRule, task
 
 from ecompipe import runs, warehouse
-from ecompipe.runner import KERNEL, RunParameters, close_record, open_record
+from ecompipe.kernels import KERNEL
+from ecompipe.runner import RunParameters, close_record, open_record
 from ecompipe.settings import Settings
 
 TIME_ZONE = "Asia/Kolkata"
