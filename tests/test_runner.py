@@ -101,21 +101,24 @@ print(json.dumps({
     "leads_its_process_group": os.getpgid(0) == os.getpid(), "stdin": os.path.realpath("/proc/self/fd/0"),
 }))"""
 
+# A script of its own, as the ecompipe command is: its folder is first on its sys.path, not the kernels'.
 COMPARE = """import json, sys
 from pathlib import Path
 import nbformat, papermill as pm
 from ecompipe import kernels, runner
-notebook, folder = Path(sys.argv[1]), Path(sys.argv[2])
-kernels.preload([notebook, notebook])  # every module the probe imports
-km = kernels.start_kernel(notebook, folder)
-try:
-    runner.execute(notebook, folder / "forked.ipynb", {}, km=km)
-finally:
-    kernels.stop_kernel(km)
-pm.execute_notebook(str(notebook), str(folder / "launched.ipynb"), kernel_name=kernels.KERNEL, progress_bar=False,
-                    cwd=str(folder))
-print(json.dumps({how: json.loads(nbformat.read(folder / f"{how}.ipynb", as_version=4).cells[0].outputs[0]["text"])
-                  for how in ("forked", "launched")}))
+
+if __name__ == "__main__":
+    notebook, folder = Path(sys.argv[1]), Path(sys.argv[2])
+    kernels.start_forkserver([notebook, notebook])  # every module the probe imports
+    km = kernels.start_kernel(notebook, folder)
+    try:
+        runner.execute(notebook, folder / "forked.ipynb", {}, km=km)
+    finally:
+        kernels.stop_kernel(km)
+    pm.execute_notebook(str(notebook), str(folder / "launched.ipynb"), kernel_name=kernels.KERNEL,
+                        progress_bar=False, cwd=str(folder))
+    print(json.dumps({how: json.loads(nbformat.read(folder / f"{how}.ipynb", as_version=4).cells[0].outputs[0]["text"])
+                      for how in ("forked", "launched")}))
 """
 
 
@@ -123,7 +126,9 @@ def test_a_forked_kernel_is_what_a_launched_kernel_is(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE)])
     notebook.metadata.kernelspec = {"name": "ecompipe", "display_name": "ecompipe", "language": "python"}
     nbformat.write(notebook, tmp_path / "probe.ipynb")
-    done = subprocess.run([sys.executable, "-c", COMPARE, str(tmp_path / "probe.ipynb"), str(tmp_path)],
+    (tmp_path / "runner").mkdir()
+    (tmp_path / "runner" / "compare.py").write_text(COMPARE)
+    done = subprocess.run([sys.executable, tmp_path / "runner" / "compare.py", tmp_path / "probe.ipynb", tmp_path],
                           capture_output=True, text=True, timeout=180, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.splitlines()[-1])
@@ -132,6 +137,7 @@ def test_a_forked_kernel_is_what_a_launched_kernel_is(tmp_path):
     assert forked["backend"] == "module://matplotlib_inline.backend_inline", "charts are drawn in the notebook"
     assert forked["pandas"]["display.max_columns"] == 20
     assert forked["exits_with_its_parent"] and forked["leads_its_process_group"] and forked["stdin"] == "/dev/null"
+    assert str(tmp_path / "runner") not in forked["path"]
     assert forked == {**launched, "stdin": "/dev/null"}
 
 

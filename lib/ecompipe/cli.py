@@ -22,7 +22,7 @@ CORE_TABLES = ("customers", "products", "orders", "order_items")
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("papermill", "traitlets", "blib2to3"):
+    for noisy in ("papermill", "traitlets", "blib2to3", "gcsfs"):  # gcsfs: with the [airflow] extra, at import
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.handler(args)
@@ -107,8 +107,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from ecompipe import runner, runs
+    from ecompipe import kernels
     from ecompipe.settings import Settings
+
+    # The kernels' forkserver imports what the stages share on the other core, while this one imports the runner.
+    kernels.start_forkserver([Settings().notebook(stage) for stage in STAGES])
+    from ecompipe import runner, runs
 
     stages = args.stages
     generated = "generate" in stages and not args.raw_dir

@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import contextlib
 import importlib.util
+import json
 import multiprocessing
 import os
 import secrets
@@ -34,10 +35,12 @@ KERNEL = "ecompipe"
 FORKS = multiprocessing.get_context("forkserver")
 
 
-def preload(notebooks: list[Path]) -> None:
-    """Have the forkserver import the kernel and :func:`shared_imports` of ``notebooks``. Takes effect when
-    the forkserver starts, with the first kernel a process starts; it serves every kernel after."""
+def start_forkserver(notebooks: list[Path]) -> None:
+    """Start the forkserver, which imports the kernel and the :func:`shared_imports` of ``notebooks``, and
+    return at once: it imports on the other core while the caller goes on. The first call in a process starts
+    it; it serves every kernel the process starts after, and exits with it."""
     FORKS.set_forkserver_preload(["ipykernel.kernelapp", *shared_imports(notebooks)])
+    forkserver.ensure_running()
 
 
 def shared_imports(notebooks: list[Path]) -> list[str]:
@@ -81,14 +84,14 @@ def stop_kernel(km: QuietShutdownKernelManager) -> None:
 
 
 def _imports(notebook: Path) -> str:
-    """The notebook's top-level ``import`` and ``from … import`` statements."""
-    import nbformat
-
+    """The notebook's top-level ``import`` and ``from … import`` statements. Read as JSON, without nbformat,
+    whose import (jsonschema's) would hold up the forkserver's start by a second or two."""
     statements = []
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if cell.cell_type == "code":
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
             with contextlib.suppress(SyntaxError):  # IPython magics: not ours to parse
-                statements += [ast.unparse(node) for node in ast.parse(cell.source).body
+                statements += [ast.unparse(node) for node in ast.parse(source).body
                                if isinstance(node, (ast.Import, ast.ImportFrom))]
     return "\n".join(statements)
 
