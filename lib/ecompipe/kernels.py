@@ -6,7 +6,7 @@ the imports: a kernel and pandas, seaborn and SciPy take 2-3 CPU-seconds, and th
 kernels on a two-core machine. So the kernels are forked (:mod:`multiprocessing`'s forkserver) from a
 process that imported, once, what two or more of the stages' notebooks import; what one notebook alone
 imports (Great Expectations for validate, Faker for generate) its kernel imports while the stage before
-it runs. A forked kernel is what a started one is: a new IPython kernel whose notebook starts at cell 1.
+it runs. A forked kernel is what a launched one is: a new IPython kernel whose notebook starts at cell 1.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def run(stages: list[str], params: RunParameters, settings: Settings | None = No
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise ValueError(f"Unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
-    start_forkserver([settings.notebook(s) for s in STAGES])  # the kernels' imports begin: 3 s at the CLI's start
+    # The kernels' forkserver imports (3 s) while the run sets up; the CLI may have started it already.
+    start_forkserver([settings.notebook(s) for s in STAGES])
     if params.increment and "generate" in stages:  # refused here, before anything is generated
         scale, seed = warehouse.increment_parameters(warehouse.get_engine(settings), params.scale, params.seed)
         params = params.model_copy(update={"scale": scale, "seed": seed})
