@@ -6,7 +6,8 @@ For each scale, ``ecompipe run --scale S`` (all six stages through papermill, ov
 ``--repeat`` times on the benchmark's own warehouse; each stage's seconds come from the run's manifest, and
 a sampler reads every 0.1 s the memory of the client processes (the CLI, the kernels' forkserver, the kernels
 and their workers: the process tree) and of the PostgreSQL server, apart, each as the sum of its processes'
-proportional set sizes (PSS), which counts a page shared by several processes once. Beside it, on the same files:
+proportional set sizes (PSS), which counts a page shared by several processes once. Beside it, on the same
+files:
 
 - **seed**: the seed project's method, Faker row by row and pandas ``to_sql``, generating and loading the
   same number of rows at scale 1, against ``ecompipe run --stages generate,ingest`` at scale 10; the seed's
@@ -23,9 +24,10 @@ Each stage has two floors, each measured alone:
 - **the work alone**: the least the stage's work costs, outside any notebook, in this process, on the
   warehouse the last run left: generation (``generate.write_dataset``); for ingest, the keys' floor
   (``bench_ingest.keys_floor``: the files ``COPY``ed into typed tables, and each key indexed and each
-  reference joined, with no check at all: the least any loader that enforces the keys does); the marts' build (``transform.build``); for validation,
-  the rules' counts in hand-written SQL, one query per suite, with no Great Expectations
-  (``bench_validate.hand_written``); the detections (``anomalies.detect``); the report's queries.
+  reference joined, with no check at all: the least any loader that enforces the keys does); the marts'
+  build (``transform.build``); for validation, the rules' counts in hand-written SQL, one query per suite,
+  with no Great Expectations (``bench_validate.hand_written``); the detections (``anomalies.detect``); the
+  report's queries.
 
 Where the work's floors on the critical path (generate, ingest, transform, the longer of validate and
 anomalies, report) sum to more than a target, the target is out of reach of any notebook around them.
@@ -177,6 +179,11 @@ def work_floors(engine, raw: Path, scale: float) -> dict[str, float]:
     return {stage: timed(fn)[0] for stage, fn in work.items()}
 
 
+def _medians(measured: list[dict[str, float]]) -> dict[str, float]:
+    """Each stage's median over repeated measurements of every stage."""
+    return {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
+
+
 def critical_path(seconds: dict[str, float]) -> float:
     """The stages one after another, validate and anomalies side by side."""
     return (seconds["generate"] + seconds["ingest"] + seconds["transform"]
@@ -232,8 +239,7 @@ def main() -> None:
     lines = [f"# ecompipe pipeline benchmark, {stamp}", "",
              f"{os.cpu_count()} cores; medians of {args.repeat} runs; seconds; peak memory in MB, summed PSS "
              "(client: the CLI, kernels and workers; server: PostgreSQL)", ""]
-    measured = [kernel_floors() for _ in range(args.repeat)]
-    floors = {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
+    floors = _medians([kernel_floors() for _ in range(args.repeat)])
     kernels = critical_path(floors)  # the same at every scale
     walls, works = {}, {}  # a scale's wall, and the floors of its stages' work
     for scale in scales:
@@ -242,8 +248,7 @@ def main() -> None:
         bare = statistics.median(timed(bare_copy, engine, results[-1]["raw"])[0] for _ in range(args.repeat))
         duck_db = duckdb_like(engine)
         duck = statistics.median(timed(duckdb_build, duck_db)[0] for _ in range(args.repeat))
-        measured = [work_floors(engine, results[-1]["raw"], scale) for _ in range(args.repeat)]
-        works[scale] = work = {stage: statistics.median(m[stage] for m in measured) for stage in STAGES}
+        works[scale] = work = _medians([work_floors(engine, results[-1]["raw"], scale) for _ in range(args.repeat)])
         section = len(lines)
         lines += [f"## Scale {scale:g}", "",
                   "| stage | seconds | its floor: a kernel and the notebook's imports | its floor: the work alone "

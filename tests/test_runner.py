@@ -77,7 +77,8 @@ def test_a_kernel_started_ahead_has_run_its_notebooks_imports_silently(tmp_path)
 
 
 def test_the_forkserver_preloads_what_two_or_more_notebooks_import(tmp_path):
-    for name, source in [("a", "import pandas as pd\nfrom ecompipe import charts, runs\nfrom ecompipe.settings import Settings"),
+    for name, source in [("a", "import pandas as pd\nfrom ecompipe import charts, runs\n"
+                                "from ecompipe.settings import Settings"),
                          ("b", "import pandas\nfrom ecompipe import charts, validate"),
                          ("c", "import json\n%matplotlib inline")]:
         nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), tmp_path / f"{name}.ipynb")

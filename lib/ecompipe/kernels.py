@@ -58,9 +58,10 @@ def start_kernel(notebook: Path, cwd: Path) -> QuietShutdownKernelManager:
     own cells import the same names again, at no cost. A failed import is left for the notebook's own cell
     to report.
     """
-    km = QuietShutdownKernelManager(kernel_name=KERNEL, kernel_id=str(uuid.uuid4()), config=Config({"KernelManager": {
-        # Unix sockets rather than unencrypted TCP, at an absolute path: the kernel runs in another folder.
-        "transport": "ipc", "ip": str(Path(tempfile.gettempdir()) / f"ecompipe-kernel-{secrets.token_hex(4)}")}}))
+    # Unix sockets rather than unencrypted TCP, at an absolute path: the kernel runs in another folder.
+    sockets = {"transport": "ipc", "ip": str(Path(tempfile.gettempdir()) / f"ecompipe-kernel-{secrets.token_hex(4)}")}
+    km = QuietShutdownKernelManager(kernel_name=KERNEL, kernel_id=str(uuid.uuid4()),
+                                    config=Config({"KernelManager": sockets}))
     km.provisioner = ForkedKernel(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
     asyncio.run(_start(km, cwd, _imports(notebook)))
     return km
@@ -126,7 +127,9 @@ def _kernel(arguments: list[str], env: dict[str, str], cwd: str) -> None:
     stdin, environment, folder and start method, the runner's script folder on ``sys.path``; and what the
     forkserver's imports decided outside a kernel (matplotlib's backend, pandas' columns). Then IPython."""
     os.setsid()
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     # multiprocessing hands its children the end of a pipe that keeps the forkserver alive while they live:
     # a kernel must not, for it lives only while the forkserver does (it exits with the runner).
     os.close(forkserver._forkserver._forkserver_alive_fd)
