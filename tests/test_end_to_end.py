@@ -9,12 +9,14 @@ import re
 import subprocess
 from datetime import datetime
 
+import matplotlib
 import nbformat
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from ecompipe import STAGES, defects, generate, rawformat, transform
+from ecompipe.charts import WIDE
 from ecompipe.settings import Settings
 from ecompipe.rawformat import COLUMNS
 
@@ -54,6 +56,22 @@ def test_every_stage_notebook_is_executed_without_errors(two_runs, isolated_sett
 def charts(notebook) -> list:
     return [o for c in nbformat.read(notebook, as_version=4).cells
             for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+def test_charts_are_drawn_once_each_image_its_whole_figure(two_runs, isolated_settings):
+    """Jupyter's inline backend crops a figure to its tight bounding box, drawing it twice; the notebooks turn
+    that off (``charts.inline``) and their figures lay themselves out, so an image is its figure, uncropped."""
+    from PIL import Image
+
+    def sizes(notebook) -> list[tuple[int, int]]:
+        return [Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"]))).size for o in charts(notebook)]
+
+    def pixels(inches) -> tuple[int, int]:
+        return tuple(round(side * matplotlib.rcParams["figure.dpi"]) for side in inches)
+
+    run_dir = isolated_settings.run_dir("e2e-1")
+    assert set(sizes(run_dir / "01_generate.ipynb")) == {pixels(matplotlib.rcParams["figure.figsize"])}
+    assert sizes(run_dir / "03_transform.ipynb")[:3] == [pixels(WIDE)] * 3  # top customers, months, Pareto
 
 
 def test_manifest_records_the_run(two_runs):
