@@ -346,6 +346,19 @@ def test_building_twice_gives_identical_marts(engine, built):
     assert not transform_lock_held(engine)
 
 
+def test_a_table_an_earlier_version_published_as_a_view_is_rebuilt_as_its_table(engine, built):
+    """cohort_retention was a view until it became a table: the build drops what a warehouse holds by its kind."""
+    before = fingerprint(engine, ["cohort_retention"])
+    with engine.begin() as conn:
+        conn.execute(sa.text("drop table cohort_retention"))
+        conn.execute(sa.text("create view cohort_retention as\n" + transform.model_sql("cohort_retention")))
+    transform.build(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select relkind from pg_class where relname = 'cohort_retention' "
+                                   "and relnamespace = current_schema()::regnamespace")) == "r"
+    assert fingerprint(engine, ["cohort_retention"]) == before
+
+
 BROKEN = {  # which model to break: the 4th table (before the swap) and a view (after it, in the same transaction)
     "a table": transform.TABLES[3],
     "the table built alongside": transform.ALONGSIDE,
