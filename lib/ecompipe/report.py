@@ -41,23 +41,22 @@ def kpis(engine: Engine) -> pd.DataFrame:
                 select 'last' as period, d - (:n - 1) as first_day, d as last_day from as_of
                 union all select 'previous', d - (2 * :n - 1), d - :n from as_of
             ),
-            buyers as (
+            buyers as (  -- the periods' orders, found in one scan
                 select p.period, p.first_day, b.customer_id, sum(b.revenue) as revenue, count(*) as orders
-                from periods p join order_totals b on b.order_date between p.first_day and p.last_day
-                where b.is_revenue_bearing
+                from order_totals b join periods p on b.order_date between p.first_day and p.last_day
+                where b.is_revenue_bearing and b.order_date >= (select min(first_day) from periods)
                 group by p.period, p.first_day, b.customer_id
             ),
-            repeat as (  -- two or more orders by the period's end: two in it, or one in it and one before it
-                select u.period, avg((u.orders >= 2 or c.first_order_date < u.first_day)::int) as repeat_rate
+            totals as (  -- a repeat buyer has two orders by the period's end: two in it, or one before it too
+                select u.period, sum(u.revenue) as revenue, sum(u.orders) as orders, count(*) as customers,
+                       avg((u.orders >= 2 or c.first_order_date < u.first_day)::int) as repeat_rate
                 from buyers u join customer_summary c on c.customer_id = u.customer_id
                 group by u.period
             )
-            select p.period, p.first_day, p.last_day,
-                   coalesce((select sum(revenue) from buyers u where u.period = p.period), 0)::float as revenue,
-                   coalesce((select sum(orders) from buyers u where u.period = p.period), 0)::bigint as orders,
-                   (select count(*) from buyers u where u.period = p.period) as customers,
-                   (select repeat_rate from repeat r where r.period = p.period)::float as repeat_rate
-            from periods p"""), conn, params={"n": PERIOD_DAYS}).set_index("period")
+            select p.period, p.first_day, p.last_day, coalesce(t.revenue, 0)::float as revenue,
+                   coalesce(t.orders, 0)::bigint as orders, coalesce(t.customers, 0) as customers,
+                   t.repeat_rate::float as repeat_rate
+            from periods p left join totals t on t.period = p.period"""), conn, params={"n": PERIOD_DAYS}).set_index("period")
     if periods.empty or periods["first_day"].isna().all():
         return pd.DataFrame(columns=["last 28 days", "previous 28 days", "change"])
     last, previous = periods.loc["last"], periods.loc["previous"]
