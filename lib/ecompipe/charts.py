@@ -22,8 +22,9 @@ def inline() -> None:
     from matplotlib_inline.backend_inline import InlineBackend, set_matplotlib_formats
 
     plt.rcParams["figure.constrained_layout.use"] = True
-    InlineBackend.instance().print_figure_kwargs = {"bbox_inches": None}  # for the backend, if not yet started
-    set_matplotlib_formats(*InlineBackend.instance().figure_formats)  # and if it is
+    backend = InlineBackend.instance()
+    backend.print_figure_kwargs = {"bbox_inches": None}  # for the backend, if not yet started
+    set_matplotlib_formats(*backend.figure_formats)  # and if it is
 
 
 def _axes(size=WIDE):
