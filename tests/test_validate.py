@@ -172,6 +172,19 @@ def test_a_rule_over_the_quarantine_counts_against_the_rows_read_from_its_file(e
     assert (orphans.element_count, orphans.unexpected_count) == (read, refused) and refused > 0
 
 
+def test_a_validation_leaves_no_connection_open(engine, default_run):
+    """GX's engines keep their pooled connections until collected; a long process (the tests, a scheduler's
+    worker) validating again and again ran the server out of connections."""
+    def others() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("select count(*) from pg_stat_activity "
+                                       "where backend_type = 'client backend' and pid <> pg_backend_pid()"))
+
+    before = others()
+    validate.run(engine, validate.load_suites(["products", "orders"]))
+    assert others() == before
+
+
 def test_great_expectations_sessions_run_without_parallel_workers_and_keep_the_urls_options(monkeypatch):
     url = sa.make_url("postgresql+psycopg2://me:secret@/shop?host=/tmp/socket&options=-c%20search_path%3Dshop")
     made = sa.make_url(validate.gx_url(url))

@@ -165,11 +165,15 @@ def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" on stderr
     # Through the variable: add_postgres checks a literal URL's host, which the embedded socket URL lacks.
     source = context.data_sources.add_postgres(name="warehouse", connection_string="${" + URL_VARIABLE + "}")
-    batch = source.add_table_asset(name=suite.table, table_name=suite.table) \
-        .add_batch_definition_whole_table("whole table").get_batch()
-    validation = batch.validate(suite.gx_suite, result_format={
-        "result_format": "COMPLETE", "unexpected_index_column_names": suite.keys,
-        "partial_unexpected_count": 1_000_000})  # every unexpected row's key, not a sample of them
+    try:
+        batch = source.add_table_asset(name=suite.table, table_name=suite.table) \
+            .add_batch_definition_whole_table("whole table").get_batch()
+        validation = batch.validate(suite.gx_suite, result_format={
+            "result_format": "COMPLETE", "unexpected_index_column_names": suite.keys,
+            "partial_unexpected_count": 1_000_000})  # every unexpected row's key, not a sample of them
+    finally:  # GX's engines keep their connections until collected: two a suite, which add up in a long process
+        for gx_engine in (source.get_engine(), source.get_execution_engine().engine):
+            gx_engine.dispose()
     with engine.connect() as conn:
         denominators = _Denominators(conn)
         found = [_result(suite, r, denominators) for r in validation.results]
