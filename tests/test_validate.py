@@ -63,7 +63,7 @@ def assert_exact(results, raw) -> pd.DataFrame:
         mine = found.get(row.dimension, set())
         assert row.place in mine or row.line_place in mine, f"missed: {row.defect} at {row.file} line {row.line}"
     for r in results:
-        if r.expectation == "unexpected_rows_expectation":  # rows come back 200 at most: compare only below that
+        if r.expectation == "expect_no_unexpected_rows":  # rows come back 200 at most: compare only below that
             assert r.unexpected_count <= 200 and len(r.keys) == r.unexpected_count, r.description
     return ledger
 
@@ -132,6 +132,36 @@ def test_a_rule_added_to_a_json_file_is_run_and_scored_with_no_code_change(engin
     assert added.element_count == 495 and {k["product_id"] for k in added.keys} and len(added.keys) == dear
     validity = validate.scores(results).set_index("dimension").loc["validity"]
     assert validity["unexpected_count"] == dear and validity["score"] < 100
+
+
+def test_a_rule_over_rows_runs_its_query_once_and_counts_every_row_it_returns_200_of(engine, default_run, tmp_path):
+    """GX's own rule over rows runs its query twice, for the rows and for their count."""
+    shutil.copytree(validate.SUITES_DIR, tmp_path / "suites")
+    path = tmp_path / "suites" / "orders.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"].append({
+        "type": "expect_no_unexpected_rows",
+        "kwargs": {"unexpected_rows_query": "select order_id from {batch} where mod(order_id, 7) = 0"},
+        "meta": {"dimension": "validity", "description": "No order id is a multiple of 7."}, "severity": "warning"})
+    path.write_text(json.dumps(suite, indent=2))
+    ran = []
+
+    def seen(conn, cursor, statement, *args):
+        if "mod(order_id, 7)" in statement:
+            ran.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        results = validate.run(engine, validate.load_suites(["orders"], folder=tmp_path / "suites"))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    (added,) = [r for r in results if r.description == "No order id is a multiple of 7."]
+    with engine.connect() as conn:
+        sevenths = conn.scalar(sa.text("select count(*) from orders where mod(order_id, 7) = 0"))
+    assert len(ran) == 1
+    assert not added.success and added.unexpected_count == sevenths > 200
+    assert len(added.keys) == 200 and all(k["order_id"] % 7 == 0 for k in added.keys)
+    assert len(added.sample) == validate.SAMPLE
 
 
 # ---------------------------------------------------------------- proven against the ledger

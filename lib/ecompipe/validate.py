@@ -7,7 +7,7 @@ module loads the suites (checking that every entry became an expectation), runs 
 through GX's SQL datasource (no table is pulled into pandas), and scores, stores and compares the results.
 
 Scores (README, *Data quality*): a dimension's score is the share of the values its rules checked that
-passed them. A rule over rows (``unexpected_rows_expectation``) checks every row of its table, or of the
+passed them. A rule over rows (:class:`ExpectNoUnexpectedRows`) checks every row of its table, or of the
 table its ``meta.rows_of`` names, or, for the quarantine, the rows read from the file ``meta.rows_read_from``
 names. The overall score is the mean of the four; the grade is A from 95, B from 90, C from 80, D from 70,
 else F.
@@ -32,8 +32,13 @@ from ecompipe.settings import PROJECT_ROOT, Settings
 
 iri.defer_parser()  # before Great Expectations imports jsonschema: seconds saved
 import great_expectations as gx  # noqa: E402  (3 s: the modules that only read results, report.py, skip it)
+from great_expectations.constants import MAX_RESULT_RECORDS  # noqa: E402
+from great_expectations.core.metric_domain_types import MetricDomainTypes  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.execution_engine import SqlAlchemyExecutionEngine  # noqa: E402
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: E402
+from great_expectations.expectations.metrics.metric_provider import metric_value  # noqa: E402
+from great_expectations.expectations.metrics.query_metric_provider import QueryMetricProvider  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,46 @@ class SuiteError(ValueError):
 
 class QualityFailed(RuntimeError):
     """Rules of the severity ``fail_on`` names failed; the message names them."""
+
+
+# ---------------------------------------------------------------- the rule over rows
+
+class UnexpectedRowsAndCount(QueryMetricProvider):
+    """A rule's query, run once: its first rows (as many as GX keeps) and the number of all its rows."""
+
+    metric_name = "unexpected_rows_query.rows_and_count"
+    value_keys = ("unexpected_rows_query",)
+    query_param_name = "unexpected_rows_query"
+    COUNT = "ecompipe_unexpected_rows"  # the count's column, beside the query's own
+
+    @metric_value(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration
+                    ) -> dict:
+        batch, _, _ = execution_engine.get_compute_domain(metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE)
+        query = cls._get_substituted_batch_subquery_from_query_and_batch_selectable(
+            query=cls._get_query_from_metric_value_kwargs(metric_value_kwargs), batch_selectable=batch,
+            execution_engine=execution_engine)
+        rows = execution_engine.execute_query(sa.text(
+            f"select *, count(*) over () as {cls.COUNT} from ({query}) as unexpected limit {MAX_RESULT_RECORDS}"
+        )).mappings().all()
+        return {"rows": [{k: v for k, v in row.items() if k != cls.COUNT} for row in rows],
+                "count": rows[0][cls.COUNT] if rows else 0}
+
+
+class ExpectNoUnexpectedRows(gx.expectations.UnexpectedRowsExpectation):
+    """GX's ``unexpected_rows_expectation``, whose query runs once rather than twice.
+
+    GX's own runs a rule's query for its rows, fetching every one and keeping the first 200, then again to
+    count them: at scale 100, a fifth of validation's time. This one asks the server for both in one query
+    (:class:`UnexpectedRowsAndCount`), and returns GX's result as GX's does: the count as the observed value,
+    the first rows as the details."""
+
+    metric_dependencies = ("unexpected_rows_query.rows_and_count",)
+
+    def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None) -> dict:
+        found = metrics["unexpected_rows_query.rows_and_count"]
+        return {"success": found["count"] == 0,
+                "result": {"observed_value": found["count"], "details": {"unexpected_rows": found["rows"]}}}
 
 
 # ---------------------------------------------------------------- suites
@@ -212,7 +257,7 @@ class _Denominators:
 def _result(suite: Suite, r, denominators: _Denominators) -> Result:
     config, meta, detail = r.expectation_config, r.expectation_config.meta, r.result or {}
     error = _error(r)
-    if config.type == "unexpected_rows_expectation":
+    if config.type == "expect_no_unexpected_rows":
         unexpected = int(detail.get("observed_value") or 0)
         if "rows_read_from" in meta:
             checked = denominators.rows_read(meta["rows_read_from"])
