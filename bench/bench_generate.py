@@ -2,8 +2,8 @@
 
     python bench/bench_generate.py [--scales 1,10] [--repeat 3]
 
-Each measurement runs in a fresh process. Peak memory is the largest total RSS of that process and its
-worker processes together, sampled every 20 ms from /proc. Figures are medians; rows are all four files
+Each measurement runs in a fresh process. Peak memory is the largest RSS of that process (with any
+children), sampled every 20 ms from /proc. Figures are medians; rows are all four files
 together, defect rows included.
 """
 
@@ -66,7 +66,7 @@ def main() -> None:
         seconds = statistics.median(r[1] for r in results)
         peak = statistics.median(r[2] for r in results)
         print(f"scale {scale:>5g}: {rows:>11,} rows in {seconds:7.2f} s = {rows / seconds:>10,.0f} rows/s, "
-              f"peak RSS {peak:,.0f} MB with workers (median of {args.repeat})")
+              f"peak RSS {peak:,.0f} MB (median of {args.repeat})")
 
 
 if __name__ == "__main__":

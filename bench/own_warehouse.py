@@ -25,7 +25,7 @@ def _stop() -> None:
     embedded.EmbeddedPostgres(BENCH_WAREHOUSE).stop()
 
 
-# The generator's spawned workers import the benchmark's main module too, and must not stop the server as
+# Spawned processes (bench_ingest's generator) import the benchmark's main module too, and must not stop the server as
 # they exit: only the process that imported this first does, the one whose id its children inherit here.
 if os.environ.setdefault("ECOMPIPE_BENCH_PROCESS", str(os.getpid())) == str(os.getpid()):
     atexit.register(_stop)

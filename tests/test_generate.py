@@ -129,7 +129,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     assert not filecmp.cmp(tiny_raw / "orders.csv", other / "orders.csv", shallow=False)
 
 
-def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path, noisy):
+def test_worker_threads_write_the_same_bytes_as_one_thread(tmp_path, noisy):
     spec, result = noisy
     generate.write_dataset(spec, tmp_path, workers=2)
     for name in [*COLUMNS, "_defects"]:
