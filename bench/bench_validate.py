@@ -52,7 +52,7 @@ def counts_sql(suite: validate.Suite) -> str:
             cols = ", ".join(kw.get("column_list", [col]))
             part = (f"(select coalesce(sum(n), 0) from (select count(*) as n from {table} "
                     f"where ({cols}) is not null group by {cols} having count(*) > 1) d)")
-        elif kind == "expect_no_unexpected_rows":
+        elif kind == validate.ExpectNoUnexpectedRows.expectation_type:
             query = kw["unexpected_rows_query"]
             batch = f"(select * from {table})" + ("" if re.search(r"\bjoin\b", query, re.I) else " as subselect")
             part = f"(select count(*) from ({query.replace('{batch}', batch)}) q)"  # as GX expands {batch}

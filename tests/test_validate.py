@@ -116,15 +116,22 @@ def test_an_invalid_entry_fails_loading_and_is_named(tmp_path, case):
     assert said in str(refused.value)
 
 
-def test_a_rule_added_to_a_json_file_is_run_and_scored_with_no_code_change(engine, default_run, tmp_path):
-    shutil.copytree(validate.SUITES_DIR, tmp_path / "suites")
-    path = tmp_path / "suites" / "products.json"
+def with_rule(tmp_path, name: str, entry: dict):
+    """A copy of the suites in ``tmp_path``, with ``entry`` added to the suite ``name``; return its folder."""
+    folder = tmp_path / "suites"
+    shutil.copytree(validate.SUITES_DIR, folder)
+    path = folder / f"{name}.json"
     suite = json.loads(path.read_text())
-    suite["expectations"].append({
+    suite["expectations"].append(entry)
+    path.write_text(json.dumps(suite, indent=2))
+    return folder
+
+
+def test_a_rule_added_to_a_json_file_is_run_and_scored_with_no_code_change(engine, default_run, tmp_path):
+    folder = with_rule(tmp_path, "products", {
         "type": "expect_column_values_to_be_between", "kwargs": {"column": "unit_price", "max_value": 100},
         "meta": {"dimension": "validity", "description": "No product costs more than 100."}, "severity": "warning"})
-    path.write_text(json.dumps(suite, indent=2))
-    results = validate.run(engine, validate.load_suites(["products"], folder=tmp_path / "suites"))
+    results = validate.run(engine, validate.load_suites(["products"], folder=folder))
     (added,) = [r for r in results if r.description == "No product costs more than 100."]
     with engine.connect() as conn:
         dear = conn.scalar(sa.text("select count(*) from products where unit_price > 100"))
@@ -136,14 +143,10 @@ def test_a_rule_added_to_a_json_file_is_run_and_scored_with_no_code_change(engin
 
 def test_a_rule_over_rows_runs_its_query_once_and_counts_every_row_it_returns_200_of(engine, default_run, tmp_path):
     """GX's own rule over rows runs its query twice, for the rows and for their count."""
-    shutil.copytree(validate.SUITES_DIR, tmp_path / "suites")
-    path = tmp_path / "suites" / "orders.json"
-    suite = json.loads(path.read_text())
-    suite["expectations"].append({
+    folder = with_rule(tmp_path, "orders", {
         "type": "expect_no_unexpected_rows",
         "kwargs": {"unexpected_rows_query": "select order_id from {batch} where mod(order_id, 7) = 0"},
         "meta": {"dimension": "validity", "description": "No order id is a multiple of 7."}, "severity": "warning"})
-    path.write_text(json.dumps(suite, indent=2))
     ran = []
 
     def seen(conn, cursor, statement, *args):
@@ -152,7 +155,7 @@ def test_a_rule_over_rows_runs_its_query_once_and_counts_every_row_it_returns_20
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
     try:
-        results = validate.run(engine, validate.load_suites(["orders"], folder=tmp_path / "suites"))
+        results = validate.run(engine, validate.load_suites(["orders"], folder=folder))
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
     (added,) = [r for r in results if r.description == "No order id is a multiple of 7."]

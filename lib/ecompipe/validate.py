@@ -92,10 +92,10 @@ class ExpectNoUnexpectedRows(gx.expectations.UnexpectedRowsExpectation):
     (:class:`UnexpectedRowsAndCount`), and returns GX's result as GX's does: the count as the observed value,
     the first rows as the details."""
 
-    metric_dependencies = ("unexpected_rows_query.rows_and_count",)
+    metric_dependencies = (UnexpectedRowsAndCount.metric_name,)
 
     def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None) -> dict:
-        found = metrics["unexpected_rows_query.rows_and_count"]
+        found = metrics[UnexpectedRowsAndCount.metric_name]
         return {"success": found["count"] == 0,
                 "result": {"observed_value": found["count"], "details": {"unexpected_rows": found["rows"]}}}
 
@@ -257,7 +257,7 @@ class _Denominators:
 def _result(suite: Suite, r, denominators: _Denominators) -> Result:
     config, meta, detail = r.expectation_config, r.expectation_config.meta, r.result or {}
     error = _error(r)
-    if config.type == "expect_no_unexpected_rows":
+    if config.type == ExpectNoUnexpectedRows.expectation_type:
         unexpected = int(detail.get("observed_value") or 0)
         if "rows_read_from" in meta:
             checked = denominators.rows_read(meta["rows_read_from"])
