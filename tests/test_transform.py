@@ -17,9 +17,9 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from ecompipe import ingest, marts, transform
+from ecompipe import generate, ingest, marts, transform
 
-from conftest import fingerprint
+from conftest import TINY, fingerprint
 
 MARTS = (*transform.TABLES, *transform.VIEWS)
 FAR_FROM_UTC = "Pacific/Kiritimati"  # UTC+14: any order after 10:00 UTC falls on the next local day
@@ -359,9 +359,10 @@ def test_a_table_an_earlier_version_published_as_a_view_is_rebuilt_as_its_table(
     assert fingerprint(engine, ["cohort_retention"]) == before
 
 
-BROKEN = {  # which model to break: the 4th table (before the swap) and a view (after it, in the same transaction)
-    "a table": transform.TABLES[3],
-    "the table built alongside": transform.ALONGSIDE,
+BROKEN = {  # which model to break: a table of the last level, one of the first (before the swap), and a view (after
+    # it, in the same transaction)
+    "a table": "monthly_sales_summary",
+    "a table built while another builds": "product_summary",
     "a view": transform.VIEWS[2],
 }
 
@@ -377,8 +378,9 @@ def test_a_failure_mid_build_leaves_the_previous_marts(engine, built, monkeypatc
     with pytest.raises(transform.TransformError,
                        match=rf'^sql/transform/{broken}\.sql: column "no_such_column" does not exist'):
         transform.build(engine, progress=lambda model: reached.append(model.name))
-    if broken != transform.ALONGSIDE:  # built alongside, it fails while the others build
-        assert reached == list(MARTS[:MARTS.index(broken)])  # it failed where it was broken, not before
+    # it failed where it was broken, not before: what it reads was built (a view reads the tables)
+    assert broken not in reached
+    assert set(transform.INPUTS.get(broken, transform.TABLES)) <= set(reached)
     assert snapshot(engine) == before
     assert not build_schema_exists(engine)
     assert not transform_lock_held(engine)
@@ -404,12 +406,14 @@ def test_readers_see_the_same_marts_throughout_a_rebuild(engine, built):
                 errors.append(exc)
             reads.append(started)
 
-    swap = []  # when the swap began: right after the last table was built
+    swap, tables = [], []  # when the swap began: right after the last table was built
 
     def slowly(model):  # hold the build open: tables are built before the swap, views after it, then it commits
         time.sleep(0.1)
-        if model.name == transform.TABLES[-1]:
-            swap.append(time.monotonic())
+        if model.kind == "table":
+            tables.append(model.name)
+            if len(tables) == len(transform.TABLES):
+                swap.append(time.monotonic())
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -465,3 +469,62 @@ def test_two_builds_at_once_take_turns(engine, built):
     assert not errors
     assert snapshot(engine) == before
     assert not build_schema_exists(engine) and not transform_lock_held(engine)
+
+
+def test_each_table_builds_once_the_tables_its_header_names_are_built():
+    for name in transform.TABLES:
+        named = re.search(r"^-- Inputs: ([^(.\n]*)", transform.model_sql(name), re.M).group(1)
+        assert set(transform.INPUTS[name]) == {n.strip() for n in named.split(",")} & set(transform.TABLES), name
+    # so the two connections build the tables two by two
+    assert transform.LEVELS == (("order_totals", "product_summary"), ("customer_summary", "daily_sales_summary"),
+                                ("monthly_sales_summary", "cohort_retention"))
+
+
+def load_waiting(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(sa.text(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'")))
+
+
+def test_a_load_waits_for_a_build_under_way_whose_marts_are_all_of_the_data_before_it(engine, built, tiny_raw,
+                                                                                     tmp_path):
+    other = tmp_path / "raw"
+    generate.write_dataset(generate.GenerateSpec(scale=TINY, seed=7), other)
+    before = snapshot(engine)
+    held, release, done = threading.Event(), threading.Event(), {}
+
+    def holding(model):  # hold the build open once its first table is built
+        held.set()
+        release.wait(60)
+
+    def run(name, work):
+        try:
+            done[name] = work()
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            done[name] = exc
+
+    builder = threading.Thread(target=run, args=("build", lambda: transform.build(engine, progress=holding)))
+    loader = threading.Thread(target=run, args=("load", lambda: ingest.load(other, engine)))
+    try:
+        builder.start()
+        assert held.wait(60)
+        loader.start()
+        deadline = time.monotonic() + 60
+        while not load_waiting(engine):
+            assert time.monotonic() < deadline, "the load did not wait for the build"
+            time.sleep(0.05)
+        assert builder.is_alive() and loader.is_alive()
+        release.set()
+        builder.join(120)
+        loader.join(120)
+        assert not isinstance(done["build"], Exception) and not isinstance(done["load"], Exception), done
+        assert snapshot(engine) == before  # every mart of the data before the load: none read the new rows
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("select source_dir from ingest_loads order by load_id desc limit 1")) == str(other)
+    finally:
+        release.set()
+        builder.join()
+        loader.join()
+        ingest.load(tiny_raw, engine)
+        transform.build(engine)
+    assert snapshot(engine) == before

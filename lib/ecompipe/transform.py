@@ -9,18 +9,20 @@ the views are recreated. Readers keep seeing the old tables until the commit, an
 swap. A failure anywhere leaves the previous marts as they were. An object of your own that depends on a
 mart makes the swap fail, naming it, rather than being dropped silently.
 
-The build uses both of a small machine's cores: ``product_summary``, which reads only core tables, builds
-on a second connection while ``order_totals`` (one long merge that PostgreSQL runs on one core) builds on
-the first. It commits into the private schema, unseen until the swap, and reads the core tables through
-the first connection's snapshot, so a load committing meanwhile cannot make the marts disagree.
+The build uses both of a small machine's cores: two connections build the tables, each as soon as the
+tables it reads are built (:data:`INPUTS`), and commit them into the private schema, unseen until the swap.
+So that every table reads the same core data, the build holds off loads (ingest's advisory lock, shared)
+from its start to its end: a load waits for it, and it waits for a load under way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,14 +37,14 @@ log = logging.getLogger(__name__)
 
 TABLES = ("order_totals", "customer_summary", "daily_sales_summary", "monthly_sales_summary", "cohort_retention",
           "product_summary")
-"""Materialised models. Each reads core tables and the tables before it; ALONGSIDE reads core tables only.
-cohort_retention, every customer's months of activity, is a table rather than a view: the transform's
-notebook and the report both read it, and as a view each read took 13-15 s at scale 100 (10 s to build)."""
-ALONGSIDE = "product_summary"
-"""The table built on a second connection while the others build in turn on the first."""
+"""Materialised models. cohort_retention, every customer's months of activity, is a table rather than a view:
+the transform's notebook and the report both read it, and as a view each read took 13-15 s at scale 100 (10 s
+to build)."""
 VIEWS = ("rfm_segments", "product_abc", "sales_trends", "category_performance")
 """Models computed on read, over the tables."""
 BUILD_SCHEMA = "marts_build"
+WORKERS = 2
+"""Connections building tables at once: one a core."""
 
 PLANNER = {
     # Hash tables of millions of groups are slow here. orders and order_items are stored in order_id order:
@@ -50,15 +52,9 @@ PLANNER = {
     "order_totals": {"enable_hashagg": "off"},
     # Likewise a million customers: sorting their orders beats hashing them (9 s against 15 s).
     "customer_summary": {"enable_hashagg": "off"},
-    # On one core, leaving the other to order_totals: 8 s less in all at scale 100 than taking both in turn.
-    ALONGSIDE: {"max_parallel_workers_per_gather": "0"},
+    # On one core, leaving the other to order_totals, which it builds beside.
+    "product_summary": {"max_parallel_workers_per_gather": "0"},
 }
-
-
-LEVELS = (("order_totals", ALONGSIDE), ("customer_summary", "daily_sales_summary"), ("monthly_sales_summary",),
-          ("cohort_retention",))
-"""The tables in the order their inputs allow: each reads core tables and tables of the levels before it, so
-the tables of a level can be built side by side (the scheduled refresh, in steps)."""
 
 
 class TransformError(RuntimeError):
@@ -81,6 +77,32 @@ def model_sql(name: str) -> str:
     return model_path(name).read_text()
 
 
+def _inputs(name: str) -> tuple[str, ...]:
+    """The tables of the marts a model reads: the names after its ``from`` and ``join``."""
+    read = set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", model_sql(name)))
+    return tuple(table for table in TABLES if table in read and table != name)
+
+
+INPUTS = {name: _inputs(name) for name in TABLES}
+"""Each table's inputs among the tables: a table builds once they are built."""
+
+
+def _levels() -> tuple[tuple[str, ...], ...]:
+    levels, placed = [], set()
+    while len(placed) < len(TABLES):
+        level = tuple(t for t in TABLES if t not in placed and set(INPUTS[t]) <= placed)
+        if not level:
+            raise TransformError(f"these tables read each other in a circle: {', '.join(sorted(set(TABLES) - placed))}")
+        levels.append(level)
+        placed.update(level)
+    return tuple(levels)
+
+
+LEVELS = _levels()
+"""The tables in the order their inputs allow: each reads core tables and tables of the levels before it, so
+the tables of a level can be built side by side (the scheduled refresh, in steps)."""
+
+
 def build(engine: Engine, progress=None) -> list[Built]:
     """Rebuild every table and view of the marts; return what was built, in :data:`TABLES` then
     :data:`VIEWS` order. ``progress`` is an optional callable, called with each :class:`Built` as it is done.
@@ -89,66 +111,76 @@ def build(engine: Engine, progress=None) -> list[Built]:
     conn = engine.raw_connection()
     try:
         with conn.cursor() as cur:
-            # One build at a time, and the build schema is ours. A session lock, as it spans transactions:
-            # the session ends with this function (see finally), so nothing can leave it held.
+            # One build at a time, the build schema is ours, and no load commits until the build does. Session
+            # locks, as they span transactions: the session ends with this function (see finally), so nothing
+            # can leave them held.
             cur.execute("select pg_advisory_lock(hashtext('ecompipe.transform'))")
+            cur.execute("select pg_advisory_lock_shared(hashtext('ecompipe.ingest'))")
             cur.execute(sql.SQL("drop schema if exists {0} cascade; create schema {0}").format(
                 sql.Identifier(BUILD_SCHEMA)))
-            conn.commit()  # the second connection builds in it too
+            conn.commit()  # the other connection builds in it too
             try:
-                return _build(engine, conn, progress)
+                tables = _build_tables_side_by_side(engine, conn, progress)
+                views = _publish(cur, progress)
+                conn.commit()
             except BaseException:
                 conn.rollback()
                 cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(BUILD_SCHEMA)))
                 conn.commit()
                 raise
+        return [*tables, *views]
     finally:
-        conn.invalidate()  # a pooled session would keep the lock, the settings and any half-done transaction
+        conn.invalidate()  # a pooled session would keep the locks, the settings and any half-done transaction
 
 
-def _build(engine: Engine, conn, progress) -> list[Built]:
-    done: dict[str, Built] = {}
+def _build_tables_side_by_side(engine: Engine, conn, progress) -> list[Built]:
+    """Build :data:`TABLES` on :data:`WORKERS` connections (``conn`` and new ones), each table as soon as its
+    inputs are built and a connection is free; return them in :data:`TABLES` order."""
+    connections = queue.SimpleQueue()
+    connections.put(conn)
+    extra = [engine.raw_connection() for _ in range(WORKERS - 1)]
+    for connection in extra:
+        connections.put(connection)
+    busy = set()
 
-    def report(item: Built) -> None:
-        done[item.name] = item
-        log.info("%s: %s rows in %.2f s", item.name, item.rows, item.seconds)
-        if progress:
-            progress(item)
+    def build_one(name: str) -> Built:
+        for table in INPUTS[name]:
+            futures[table].result()  # built already, or building on the other connection: submitted before
+        connection = connections.get()
+        busy.add(connection)
+        try:
+            return _build_tables(connection, [name])[0]
+        finally:
+            busy.discard(connection)
+            connections.put(connection)
 
-    alongside = engine.raw_connection()
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool, conn.cursor() as cur:
-            cur.execute("set transaction isolation level repeatable read")
-            cur.execute("select pg_export_snapshot()")
-            future = pool.submit(_build_committed, alongside, ALONGSIDE, cur.fetchone()[0])
+        with ThreadPoolExecutor(WORKERS) as pool:
+            futures = {}
+            for level in LEVELS:  # a table is queued after its inputs, so no worker waits on a table queued later
+                for name in level:
+                    futures[name] = pool.submit(build_one, name)
             try:
-                set_local(cur, Settings().transform_tuning)
-                cur.execute("show search_path")
-                search_path = cur.fetchone()[0]
-                # The build schema first, so each model reads the tables just built before it
-                set_local(cur, {"search_path": f"{BUILD_SCHEMA}, {search_path}"})
-                for name in TABLES:
-                    if future.done():
-                        future.result()  # the other connection failed: stop now
-                    if name != ALONGSIDE:
-                        report(_create_table(cur, name))
-                report(future.result())
+                for future in as_completed(futures.values()):
+                    _report(future.result(), progress)  # the first failure stops the build
             except BaseException:
-                while not future.done():  # a cancel sent between two statements is lost: repeat it
-                    alongside.cancel()
+                for future in futures.values():
+                    future.cancel()
+                while not all(future.done() for future in futures.values()):  # a cancel sent between two
+                    for connection in list(busy):  # statements is lost: repeat it
+                        connection.cancel()
                     time.sleep(0.1)
                 raise
-            set_local(cur, {"search_path": search_path})
-            _swap(cur)
-            for name in VIEWS:
-                started = time.perf_counter()
-                with _blaming(name):
-                    cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
-                report(Built(name, "view", None, round(time.perf_counter() - started, 3)))
-        conn.commit()
+        return [futures[name].result() for name in TABLES]
     finally:
-        alongside.invalidate()
-    return [done[name] for name in (*TABLES, *VIEWS)]
+        for connection in extra:
+            connection.invalidate()
+
+
+def _report(item: Built, progress) -> None:
+    log.info("%s: %s rows in %.2f s", item.name, item.rows, item.seconds)
+    if progress:
+        progress(item)
 
 
 # ---------------------------------------------------------------- the same build, in steps
@@ -173,8 +205,8 @@ def run(engine: Engine, step: str = "all", models: list[str] | tuple = ()) -> li
 def begin(engine: Engine) -> None:
     """Start a build in steps (the scheduled refresh): an empty build schema, marked with the newest load.
 
-    Steps in other processes cannot share one snapshot as :func:`build`'s two connections do. Instead the
-    run holds the warehouse (``warehouse.take_lease``), so no run loads meanwhile, and :func:`publish`
+    Steps in other processes cannot hold off loads from the first to the last as :func:`build` does. Instead
+    the run holds the warehouse (``warehouse.take_lease``), so no run loads meanwhile, and :func:`publish`
     refuses to swap in tables built across a load that committed anyway.
     """
     with engine.begin() as conn:
@@ -193,12 +225,8 @@ def build_step(engine: Engine, names: list[str]) -> list[Built]:
             cur.execute("select to_regnamespace(%s) is not null", (BUILD_SCHEMA,))
             if not cur.fetchone()[0]:
                 raise TransformError(f"no build under way (schema {BUILD_SCHEMA}): begin one first")
-            set_local(cur, Settings().transform_tuning)
-            cur.execute("show search_path")
-            set_local(cur, {"search_path": f"{BUILD_SCHEMA}, {cur.fetchone()[0]}"})
-            built = [_create_table(cur, name) for name in TABLES if name in names]
-        conn.commit()
-        return built
+        conn.rollback()
+        return _build_tables(conn, [name for name in TABLES if name in names])
     finally:
         conn.invalidate()
 
@@ -229,13 +257,7 @@ def publish(engine: Engine) -> list[Built]:
             if not all(cur.fetchone()):
                 raise TransformError("not published: the tables built disagree on revenue (by product and by "
                                      "customer, or by day and by month)")
-            _swap(cur)
-            views = []
-            for name in VIEWS:
-                started = time.perf_counter()
-                with _blaming(name):
-                    cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
-                views.append(Built(name, "view", None, round(time.perf_counter() - started, 3)))
+            views = _publish(cur)
         conn.commit()
         return views
     finally:
@@ -246,19 +268,32 @@ def _newest_load(conn) -> int:
     return conn.exec_driver_sql("select coalesce(max(load_id), 0) from ingest_loads").scalar()
 
 
-def _build_committed(conn, name: str, snapshot: str) -> Built:
-    """Build one table on its own connection, reading ``snapshot``, and commit it into the build schema."""
+def _build_tables(conn, names: list[str]) -> list[Built]:
+    """Build tables ``names`` in turn into the build schema, each reading those built before it, and commit."""
     try:
         with conn.cursor() as cur:
-            cur.execute("set transaction isolation level repeatable read")
-            cur.execute("set transaction snapshot %s", (snapshot,))
             set_local(cur, Settings().transform_tuning)
-            built = _create_table(cur, name)
+            cur.execute("show search_path")
+            set_local(cur, {"search_path": f"{BUILD_SCHEMA}, {cur.fetchone()[0]}"})
+            built = [_create_table(cur, name) for name in names]
         conn.commit()
         return built
     except BaseException:
         conn.rollback()
         raise
+
+
+def _publish(cur, progress=None) -> list[Built]:
+    """Swap the tables built in, and recreate the views over them; the caller commits."""
+    _swap(cur)
+    views = []
+    for name in VIEWS:
+        started = time.perf_counter()
+        with _blaming(name):
+            cur.execute(sql.SQL("create view {} as\n").format(sql.Identifier(name)) + sql.SQL(model_sql(name)))
+        views.append(Built(name, "view", None, round(time.perf_counter() - started, 3)))
+        _report(views[-1], progress)
+    return views
 
 
 def _create_table(cur, name: str) -> Built:

@@ -1,7 +1,9 @@
 -- cohort_retention: of the customers who first bought in a month, how many bought again N months later.
 -- Grain: one row per cohort (month of the first revenue-bearing order) and months_since_first (0, 1, ...)
--- up to the last month of monthly_sales_summary; months with no returning customer are zero-filled.
--- Inputs: order_totals, customer_summary, monthly_sales_summary.
+-- up to the month of the last day of daily_sales_summary (the last month of monthly_sales_summary, which
+-- groups those days: read from the days, this table builds beside that one); months with no returning
+-- customer are zero-filled.
+-- Inputs: order_totals, customer_summary, daily_sales_summary.
 
 with
 
@@ -18,8 +20,8 @@ customer_summary as (
 ),
 
 last_month as (
-    select max(month) as last_month
-    from monthly_sales_summary
+    select date_trunc('month', max(sale_date)::timestamp)::date as last_month
+    from daily_sales_summary
 ),
 
 cohorts as (
