@@ -7,6 +7,7 @@ row a rule flags in its raw file themselves, independently of ecompipe.validate'
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -165,6 +166,43 @@ def test_a_rule_over_rows_runs_its_query_once_and_counts_every_row_it_returns_20
     assert not added.success and added.unexpected_count == sevenths > 200
     assert len(added.keys) == 200 and all(k["order_id"] % 7 == 0 for k in added.keys)
     assert len(added.sample) == validate.SAMPLE
+
+
+def test_a_column_rule_that_passes_fetches_no_rows_and_one_that_fails_returns_every_key(engine, default_run, tmp_path):
+    """Asked for every unexpected row's key at once, GX runs two queries more per column rule, each a full scan
+    that finds nothing when the rule passes: the counts come first, the keys only where there are some."""
+    everything, early = "^[^~]*zzq?$|.", "^[A-G]"  # every category matches the first; a few match the second
+    folder = with_rule(tmp_path, "products", {
+        "type": "expect_column_values_to_match_regex", "kwargs": {"column": "category", "regex": everything},
+        "meta": {"dimension": "validity", "description": "Every category is text."}, "severity": "warning"})
+    suite = json.loads((folder / "products.json").read_text())
+    suite["expectations"].append({
+        "type": "expect_column_values_to_match_regex", "kwargs": {"column": "category", "regex": early},
+        "meta": {"dimension": "validity", "description": "Categories start early."}, "severity": "warning"})
+    (folder / "products.json").write_text(json.dumps(suite))
+    ran = []
+
+    def seen(conn, cursor, statement, parameters, *args):
+        ran.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        results = validate.run(engine, validate.load_suites(["products"], folder=folder))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    def may_return_rows(statement, parameters):
+        limit = re.search(r"LIMIT %\((\w+)\)s", statement)
+        return not limit or parameters[limit.group(1)] > 0
+
+    carrying = [s for s, p in ran if everything in dict(p or {}).values() and may_return_rows(s, p)]
+    assert len(carrying) == 1 and "unexpected_count" in carrying[0]  # its count, beside the others
+    passed, failed = (next(r for r in results if r.description == d)
+                      for d in ("Every category is text.", "Categories start early."))
+    with engine.connect() as conn:
+        late = set(conn.scalars(sa.text("select product_id from products where category !~ :r"), {"r": early}))
+    assert passed.success and passed.unexpected_count == 0 and not passed.keys
+    assert not failed.success and failed.unexpected_count == len(late) > 0
+    assert {k["product_id"] for k in failed.keys} == late and len(failed.keys) == len(late)
 
 
 # ---------------------------------------------------------------- proven against the ledger
