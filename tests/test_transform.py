@@ -30,10 +30,12 @@ def snapshot(engine) -> dict:
     return fingerprint(engine, MARTS)
 
 
-def transform_lock_held(engine) -> bool:
+def transform_lock_held(engine, lock: str = "ecompipe.transform") -> bool:
+    """Whether a session holds the build's lock (or ``lock``: the build also holds ingest's, shared)."""
     with engine.connect() as conn:
         return bool(conn.scalar(sa.text(
-            "select count(*) from pg_locks where locktype = 'advisory' and objid::int = hashtext('ecompipe.transform')")))
+            "select count(*) from pg_locks where locktype = 'advisory' and objid::int = hashtext(:lock)"),
+            {"lock": lock}))
 
 
 def build_schema_exists(engine) -> bool:
@@ -383,10 +385,24 @@ def test_a_failure_mid_build_leaves_the_previous_marts(engine, built, monkeypatc
     assert set(transform.INPUTS.get(broken, transform.TABLES)) <= set(reached)
     assert snapshot(engine) == before
     assert not build_schema_exists(engine)
-    assert not transform_lock_held(engine)
+    assert not transform_lock_held(engine) and not transform_lock_held(engine, "ecompipe.ingest")
     monkeypatch.undo()
     transform.build(engine)  # nothing left behind stops the next build
     assert snapshot(engine) == before
+
+
+def test_a_failure_cancels_the_table_building_beside_it_and_frees_the_locks(engine, built, monkeypatch):
+    before = snapshot(engine)
+    real = transform.model_sql
+    monkeypatch.setattr(transform, "model_sql", lambda name: {  # the two tables of the first level
+        "order_totals": "select no_such_column from orders",
+        "product_summary": "select pg_sleep(600) as slept"}.get(name) or real(name))
+    started = time.monotonic()
+    with pytest.raises(transform.TransformError, match=r"^sql/transform/order_totals\.sql: column "):
+        transform.build(engine)
+    assert time.monotonic() - started < 60, "the table building beside it ran on: it was not cancelled"
+    assert not transform_lock_held(engine) and not transform_lock_held(engine, "ecompipe.ingest")
+    assert snapshot(engine) == before and not build_schema_exists(engine)
 
 
 def test_readers_see_the_same_marts_throughout_a_rebuild(engine, built):

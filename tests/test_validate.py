@@ -100,6 +100,11 @@ BAD_ENTRIES = {
         {"type": "expect_column_values_to_be_unique", "kwargs": {"colum": "email"}}, "colum"),
     "no dimension": ({"type": "expect_column_values_to_be_unique", "kwargs": {"column": "email"}, "meta": {}},
                      "meta needs a dimension"),
+    "the description of another rule, whose results it would take": (
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "email"}, "meta": {
+            "dimension": "uniqueness",
+            "description": json.loads((validate.SUITES_DIR / "customers.json").read_text())["expectations"][0][
+                "meta"]["description"]}}, "the description of expectation 1"),
 }
 
 
@@ -126,6 +131,18 @@ def with_rule(tmp_path, name: str, entry: dict):
     suite["expectations"].append(entry)
     path.write_text(json.dumps(suite, indent=2))
     return folder
+
+
+def test_a_suite_whose_keys_are_not_columns_of_its_table_is_refused_before_it_runs(engine, default_run, tmp_path):
+    """The keys are asked of GX only for rules that found rows: a wrong one must not wait for bad data."""
+    folder = tmp_path / "suites"
+    shutil.copytree(validate.SUITES_DIR, folder)
+    suite = json.loads((folder / "products.json").read_text())
+    suite["meta"]["keys"] = ["product_number"]
+    (folder / "products.json").write_text(json.dumps(suite, indent=2))
+    with pytest.raises(validate.SuiteError, match=r"products\.json: meta\.keys: product_number is not a column of "
+                                                  r"products"):
+        validate.run(engine, validate.load_suites(["products", "orders"], folder=folder))
 
 
 def test_a_rule_added_to_a_json_file_is_run_and_scored_with_no_code_change(engine, default_run, tmp_path):

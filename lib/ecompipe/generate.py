@@ -208,7 +208,8 @@ def lorenz(spend: np.ndarray, points: int = 1_000) -> pd.DataFrame:
     even steps of the customers (or at each, if fewer): drawn from a million points, the same curve took 1.8 s."""
     spend = np.sort(spend[np.isfinite(spend)])
     cumulative = np.concatenate([[0.0], np.cumsum(spend) / (spend.sum() or 1.0)])
-    at = np.unique(np.linspace(0, spend.size, min(points, spend.size) + 1).round().astype(int))
+    steps = min(points, spend.size)
+    at = np.arange(steps + 1) * spend.size // max(steps, 1)  # whole customers: the first 80% is as many as before
     return pd.DataFrame({"customers_share": at / max(spend.size, 1), "revenue_share": cumulative[at]})
 
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
@@ -79,7 +80,7 @@ def model_sql(name: str) -> str:
 
 def _inputs(name: str) -> tuple[str, ...]:
     """The tables of the marts a model reads: the names after its ``from`` and ``join``."""
-    read = set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", model_sql(name)))
+    read = {found.lower() for found in re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", model_sql(name), re.I)}
     return tuple(table for table in TABLES if table in read and table != name)
 
 
@@ -168,7 +169,8 @@ def _build_tables_side_by_side(engine: Engine, conn, progress) -> list[Built]:
                     future.cancel()
                 while not all(future.done() for future in futures.values()):  # a cancel sent between two
                     for connection in list(busy):  # statements is lost: repeat it
-                        connection.cancel()
+                        with contextlib.suppress(psycopg2.Error):  # the failure above is the one to report
+                            connection.cancel()
                     time.sleep(0.1)
                 raise
         return [futures[name].result() for name in TABLES]

@@ -15,6 +15,7 @@ else F.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -132,11 +133,16 @@ def load_suites(names: list[str] | None = None, folder: Path = SUITES_DIR) -> li
         if not path.is_file():
             raise SuiteError(f"{path}: no such suite; the suites are {', '.join(suite_names())}")
         raw = json.loads(path.read_text())
+        described = {}  # a rule's results are found by its description
         for number, entry in enumerate(raw["expectations"], start=1):
             where = f"{path}, expectation {number} ({entry.get('type')})"
             meta = entry.get("meta", {})
             if meta.get("dimension") not in DIMENSIONS or not meta.get("description"):
                 raise SuiteError(f"{where}: meta needs a dimension ({', '.join(DIMENSIONS)}) and a description")
+            if meta["description"] in described:
+                raise SuiteError(f"{where}: it has the description of expectation {described[meta['description']]}; "
+                                 "each rule needs its own")
+            described[meta["description"]] = number
             if entry.get("severity") not in SEVERITIES:
                 raise SuiteError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
             try:
@@ -185,6 +191,13 @@ def run(engine: Engine, suites: list[Suite], progress=None) -> list[Result]:
     with engine.connect() as conn:
         size = dict(conn.execute(sa.text("select relname, reltuples from pg_class where relname = any(:t)"),
                                  {"t": [s.table for s in suites]}).all())
+        columns = set(conn.execute(sa.text("""select table_name, column_name from information_schema.columns
+                                              where table_schema = current_schema() and table_name = any(:t)"""),
+                                   {"t": [s.table for s in suites]}).all())
+    for suite in suites:  # GX reads the keys only for rules that found rows: a wrong one must not wait for bad data
+        for key in suite.keys:
+            if (suite.table, key) not in columns:
+                raise SuiteError(f"{SUITES_DIR / suite.name}.json: meta.keys: {key} is not a column of {suite.table}")
     done = {}
     with ThreadPoolExecutor(WORKERS) as pool:
         futures = {pool.submit(_run_suite, engine, suite): suite for suite in
@@ -223,8 +236,8 @@ def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
                    and (r.result or {}).get("unexpected_count")}
         if flagged:
             keyed = batch.validate(
-                gx.ExpectationSuite(name=suite.name, expectations=[
-                    e for e in suite.gx_suite.expectations if e.meta["description"] in flagged]),
+                gx.ExpectationSuite(name=suite.name, expectations=[  # copies: a suite takes its expectations
+                    copy.copy(e) for e in suite.gx_suite.expectations if e.meta["description"] in flagged]),
                 result_format={"result_format": "COMPLETE", "unexpected_index_column_names": suite.keys,
                                "partial_unexpected_count": 1_000_000})  # every unexpected row's key, not a sample
             keys = {r.expectation_config.meta["description"]: r for r in keyed.results}
