@@ -30,7 +30,7 @@ def snapshot(engine) -> dict:
     return fingerprint(engine, MARTS)
 
 
-def transform_lock_held(engine, lock: str = "ecompipe.transform") -> bool:
+def lock_held(engine, lock: str = "ecompipe.transform") -> bool:
     """Whether a session holds the build's lock (or ``lock``: the build also holds ingest's, shared)."""
     with engine.connect() as conn:
         return bool(conn.scalar(sa.text(
@@ -345,7 +345,7 @@ def test_building_twice_gives_identical_marts(engine, built):
     transform.build(engine)
     assert snapshot(engine) == first
     assert not build_schema_exists(engine)
-    assert not transform_lock_held(engine)
+    assert not lock_held(engine)
 
 
 def test_a_table_an_earlier_version_published_as_a_view_is_rebuilt_as_its_table(engine, built):
@@ -385,7 +385,7 @@ def test_a_failure_mid_build_leaves_the_previous_marts(engine, built, monkeypatc
     assert set(transform.INPUTS.get(broken, transform.TABLES)) <= set(reached)
     assert snapshot(engine) == before
     assert not build_schema_exists(engine)
-    assert not transform_lock_held(engine) and not transform_lock_held(engine, "ecompipe.ingest")
+    assert not lock_held(engine) and not lock_held(engine, "ecompipe.ingest")
     monkeypatch.undo()
     transform.build(engine)  # nothing left behind stops the next build
     assert snapshot(engine) == before
@@ -401,7 +401,7 @@ def test_a_failure_cancels_the_table_building_beside_it_and_frees_the_locks(engi
     with pytest.raises(transform.TransformError, match=r"^sql/transform/order_totals\.sql: column "):
         transform.build(engine)
     assert time.monotonic() - started < 60, "the table building beside it ran on: it was not cancelled"
-    assert not transform_lock_held(engine) and not transform_lock_held(engine, "ecompipe.ingest")
+    assert not lock_held(engine) and not lock_held(engine, "ecompipe.ingest")
     assert snapshot(engine) == before and not build_schema_exists(engine)
 
 
@@ -484,7 +484,7 @@ def test_two_builds_at_once_take_turns(engine, built):
         thread.join(timeout=120)
     assert not errors
     assert snapshot(engine) == before
-    assert not build_schema_exists(engine) and not transform_lock_held(engine)
+    assert not build_schema_exists(engine) and not lock_held(engine)
 
 
 def test_each_table_builds_once_the_tables_its_header_names_are_built():

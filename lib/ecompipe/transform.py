@@ -137,23 +137,19 @@ def build(engine: Engine, progress=None) -> list[Built]:
 def _build_tables_side_by_side(engine: Engine, conn, progress) -> list[Built]:
     """Build :data:`TABLES` on :data:`WORKERS` connections (``conn`` and new ones), each table as soon as its
     inputs are built and a connection is free; return them in :data:`TABLES` order."""
-    connections = queue.SimpleQueue()
-    connections.put(conn)
     extra = [engine.raw_connection() for _ in range(WORKERS - 1)]
-    for connection in extra:
-        connections.put(connection)
-    busy = set()
+    free = queue.SimpleQueue()
+    for connection in (conn, *extra):
+        free.put(connection)
 
     def build_one(name: str) -> Built:
         for table in INPUTS[name]:
             futures[table].result()  # built already, or building on the other connection: submitted before
-        connection = connections.get()
-        busy.add(connection)
+        connection = free.get()
         try:
             return _build_tables(connection, [name])[0]
         finally:
-            busy.discard(connection)
-            connections.put(connection)
+            free.put(connection)
 
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -168,7 +164,7 @@ def _build_tables_side_by_side(engine: Engine, conn, progress) -> list[Built]:
                 for future in futures.values():
                     future.cancel()
                 while not all(future.done() for future in futures.values()):  # a cancel sent between two
-                    for connection in list(busy):  # statements is lost: repeat it
+                    for connection in (conn, *extra):  # statements, or to an idle one, is lost: repeat it
                         with contextlib.suppress(psycopg2.Error):  # the failure above is the one to report
                             connection.cancel()
                     time.sleep(0.1)

@@ -143,16 +143,20 @@ def table_counts(engine: Engine, tables: list[str], lock_timeout: str = "0") -> 
     return counts
 
 
+def columns(engine: Engine, tables: list[str]) -> dict[str, list[str]]:
+    """The columns of each of ``tables`` that exists, in order."""
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("""select table_name, array_agg(column_name::text order by ordinal_position)
+            from information_schema.columns where table_schema = current_schema() and table_name = any(:t)
+            group by table_name"""), {"t": list(tables)}).all())
+
+
 def schema_problems(engine: Engine) -> list[str]:
     """How the core tables differ from the raw format: a missing table, a column missing or added."""
-    with engine.connect() as conn:
-        found = conn.execute(sa.text("""select table_name, array_agg(column_name::text order by ordinal_position)
-            from information_schema.columns where table_schema = current_schema() and table_name = any(:t)
-            group by table_name"""), {"t": list(COLUMNS)}).all()
-    columns = dict(found)
+    columns_of = columns(engine, list(COLUMNS))
     problems = []
     for table, expected in COLUMNS.items():
-        have = columns.get(table)
+        have = columns_of.get(table)
         if have is None:
             problems.append(f"{table}: no such table")
         elif list(have) != list(expected):
