@@ -185,9 +185,11 @@ def test_a_rule_over_rows_runs_its_query_once_and_counts_every_row_it_returns_20
     assert len(added.sample) == validate.SAMPLE
 
 
-def test_a_column_rule_that_passes_fetches_no_rows_and_one_that_fails_returns_every_key(engine, default_run, tmp_path):
-    """Asked for every unexpected row's key at once, GX runs two queries more per column rule, each a full scan
-    that finds nothing when the rule passes: the counts come first, the keys only where there are some."""
+def test_a_column_rule_that_passes_fetches_no_rows_and_one_that_fails_lists_its_keys_in_one_query(
+        engine, default_run, tmp_path):
+    """Asked for every unexpected row's key in a validation, GX counts again and lists the values apart, each a
+    full scan: the counts come first, in one query with the other rules', then the keys alone where there are
+    some."""
     everything, early = "^[^~]*zzq?$|.", "^[A-G]"  # every category matches the first; a few match the second
     folder = with_rule(tmp_path, "products", {
         "type": "expect_column_values_to_match_regex", "kwargs": {"column": "category", "regex": everything},
@@ -211,8 +213,12 @@ def test_a_column_rule_that_passes_fetches_no_rows_and_one_that_fails_returns_ev
         limit = re.search(r"LIMIT %\((\w+)\)s", statement)
         return not limit or parameters[limit.group(1)] > 0
 
-    carrying = [s for s, p in ran if everything in dict(p or {}).values() and may_return_rows(s, p)]
-    assert len(carrying) == 1 and "unexpected_count" in carrying[0]  # its count, beside the others
+    def carrying(regex):
+        return [s for s, p in ran if regex in dict(p or {}).values() and may_return_rows(s, p)]
+
+    assert len(carrying(everything)) == 1 and "unexpected_count" in carrying(everything)[0]  # its count, with others
+    counted, listed = carrying(early)  # its count, then its keys with its value
+    assert "unexpected_count" in counted and re.match(r"SELECT product_id, category\s", listed)
     passed, failed = (next(r for r in results if r.description == d)
                       for d in ("Every category is text.", "Categories start early."))
     with engine.connect() as conn:
@@ -220,6 +226,23 @@ def test_a_column_rule_that_passes_fetches_no_rows_and_one_that_fails_returns_ev
     assert passed.success and passed.unexpected_count == 0 and not passed.keys
     assert not failed.success and failed.unexpected_count == len(late) > 0
     assert {k["product_id"] for k in failed.keys} == late and len(failed.keys) == len(late)
+
+
+def test_a_failing_rule_over_compound_columns_lists_the_repeated_values(engine, default_run, tmp_path):
+    """GX lists no keys for compound columns in SQL: the rows' values stand in for them."""
+    folder = with_rule(tmp_path, "products", {
+        "type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["category", "unit_price"]},
+        "meta": {"dimension": "uniqueness", "description": "No two products share a category and a price."},
+        "severity": "warning"})
+    result = next(r for r in validate.run(engine, validate.load_suites(["products"], folder=folder))
+                  if r.description == "No two products share a category and a price.")
+    with engine.connect() as conn:
+        repeated = conn.execute(sa.text("""
+            select category, unit_price::float from products where (category, unit_price) in (
+                select category, unit_price from products group by 1, 2 having count(*) > 1)""")).all()
+    assert not result.success and result.unexpected_count == len(repeated) > 0
+    assert len(result.sample) == min(len(repeated), validate.SAMPLE)
+    assert {(r["category"], float(r["unit_price"])) for r in result.sample} <= set(repeated)
 
 
 # ---------------------------------------------------------------- proven against the ledger

@@ -15,7 +15,6 @@ else F.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -224,22 +223,13 @@ def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
     try:
         batch = source.add_table_asset(name=suite.table, table_name=suite.table) \
             .add_batch_definition_whole_table("whole table").get_batch()
-        # Counts first; then the keys of every unexpected row, for the column rules that found any. Asked for
-        # the keys at once, GX runs two queries more per column rule, each a full scan (a uniqueness rule's, a
-        # join of the table with its counts) that finds nothing when the rule passes, as most do.
+        # Counts first; then the keys of every unexpected row, for the column rules that found any (_add_keys).
         results = batch.validate(suite.gx_suite, result_format={"result_format": "BASIC",
                                                                 "partial_unexpected_count": 0}).results
-        flagged = {r.expectation_config.meta["description"] for r in results
-                   if r.expectation_config.type != ExpectNoUnexpectedRows.expectation_type
-                   and (r.result or {}).get("unexpected_count")}
+        flagged = [r for r in results if r.expectation_config.type != ExpectNoUnexpectedRows.expectation_type
+                   and (r.result or {}).get("unexpected_count")]
         if flagged:
-            keyed = batch.validate(
-                gx.ExpectationSuite(name=suite.name, expectations=[  # copies: a suite takes its expectations
-                    copy.copy(e) for e in suite.gx_suite.expectations if e.meta["description"] in flagged]),
-                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": suite.keys,
-                               "partial_unexpected_count": 1_000_000})  # every unexpected row's key, not a sample
-            keys = {r.expectation_config.meta["description"]: r for r in keyed.results}
-            results = [keys.get(r.expectation_config.meta["description"], r) for r in results]
+            _add_keys(context.get_validator(batch_request=batch.batch_request), suite, flagged)
     finally:  # GX's engines keep their connections until collected: two a suite, which add up in a long process
         for gx_engine in (source.get_engine(), source.get_execution_engine().engine):
             gx_engine.dispose()
@@ -252,6 +242,32 @@ def _run_suite(engine: Engine, suite: Suite) -> list[Result]:
                                    for r in broken))
     order = {e["meta"]["description"]: n for n, e in enumerate(suite.entries)}  # GX groups results by column
     return sorted(found, key=lambda r: order[r.description])
+
+
+def _add_keys(validator, suite: Suite, results: list) -> None:
+    """Add to each column rule's result the keys (``suite.keys``) and value of every row it found, GX's
+    ``unexpected_index_list`` metric, computed alone. Asked for it in a validation (result format COMPLETE), GX
+    would count each rule's rows again and list its values apart: three full scans where this is one."""
+    runtime = {"result_format": {"result_format": "COMPLETE", "unexpected_index_column_names": suite.keys,
+                                 "partial_unexpected_count": 1_000_000}}  # every row, not a sample
+    wanted = {}  # a result's position: the metric that lists its rows, and where the result keeps it
+    for n, r in enumerate(results):
+        expectation = r.expectation_config.to_domain_obj()
+        needs = expectation.get_validation_dependencies(execution_engine=validator.execution_engine,
+                                                        runtime_configuration=runtime)
+        for suffix, field_name in (("unexpected_index_list", "unexpected_index_list"),
+                                   ("unexpected_values", "unexpected_list")):  # GX lists no keys of compound columns
+            metric = needs.get_metric_configuration(f"{expectation.map_metric}.{suffix}")
+            if metric:
+                wanted[n] = metric, field_name
+                break
+    resolved, aborted = validator.compute_metrics([m for m, _ in wanted.values()], runtime_configuration=runtime)
+    for n, (metric, field_name) in wanted.items():
+        if metric.id in aborted:
+            rule = results[n].expectation_config.meta["description"]
+            raise SuiteError(f"{SUITES_DIR / suite.name}.json: the rows '{rule}' found could not be listed: "
+                             f"{aborted[metric.id]['exception_info']}")
+        results[n].result[field_name] = resolved[metric.id]
 
 
 class _Denominators:
