@@ -176,6 +176,17 @@ def test_a_cohort_starts_whole_and_never_exceeds_itself(cohorts):
     assert list(later["retention_pct"]) == expected_pct
 
 
+def test_a_cohorts_active_customers_are_its_customers_with_a_revenue_bearing_order_that_month(engine, cohorts):
+    orders = read(engine, "select customer_id, order_date from order_totals "
+                          "where is_revenue_bearing and order_date is not null")
+    orders["month"] = pd.to_datetime(orders["order_date"]).dt.to_period("M")
+    orders["cohort"] = orders.groupby("customer_id")["month"].transform("min")
+    active = orders.drop_duplicates(["customer_id", "month"]).groupby(["cohort", "month"]).size()
+    mine = cohorts.assign(cohort=pd.to_datetime(cohorts["cohort_month"]).dt.to_period("M"),
+                          month=pd.to_datetime(cohorts["active_month"]).dt.to_period("M"))
+    assert mine.set_index(["cohort", "month"])["active_customers"][lambda a: a > 0].to_dict() == active.to_dict()
+
+
 def test_each_cohort_runs_month_by_month_to_the_last_month_in_the_data(engine, cohorts):
     last = read(engine, "select max(month) as last from monthly_sales_summary")["last"][0]
     for cohort_month, rows in cohorts.groupby("cohort_month"):

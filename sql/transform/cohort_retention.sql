@@ -3,20 +3,20 @@
 -- up to the month of the last day of daily_sales_summary (the last month of monthly_sales_summary, which
 -- groups those days: read from the days, this table builds beside that one); months with no returning
 -- customer are zero-filled.
--- Inputs: order_totals, customer_summary, daily_sales_summary.
+-- Inputs: order_totals, daily_sales_summary.
 
 with
 
-order_totals as (
-    select customer_id, order_date
+customer_months as (
+    select customer_id, date_trunc('month', order_date::timestamp)::date as active_month
     from order_totals
     where is_revenue_bearing and order_date is not null
+    group by 1, 2
 ),
 
-customer_summary as (
-    select customer_id, first_order_date
-    from customer_summary
-    where first_order_date is not null
+activity as (
+    select customer_id, active_month, min(active_month) over (partition by customer_id) as cohort_month
+    from customer_months
 ),
 
 last_month as (
@@ -24,25 +24,16 @@ last_month as (
     from daily_sales_summary
 ),
 
-cohorts as (
-    select date_trunc('month', first_order_date::timestamp)::date as cohort_month, count(*) as cohort_size
-    from customer_summary
-    group by 1
-),
-
-activity as (
-    select distinct
-        date_trunc('month', customer_summary.first_order_date::timestamp)::date as cohort_month,
-        date_trunc('month', order_totals.order_date::timestamp)::date as active_month,
-        order_totals.customer_id
-    from order_totals
-    join customer_summary on customer_summary.customer_id = order_totals.customer_id
-),
-
 active as (
     select cohort_month, active_month, count(*) as active_customers
     from activity
     group by 1, 2
+),
+
+cohorts as (
+    select cohort_month, active_customers as cohort_size
+    from active
+    where active_month = cohort_month
 ),
 
 grid as (
