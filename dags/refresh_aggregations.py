@@ -4,10 +4,10 @@
 Every day at 03:00 IST: the marts rebuilt from the warehouse, with the transform's guarantees.
 
 The summary tables are built aside, level by level, side by side where their inputs allow (`order_totals` with
-`product_summary`, then `customer_summary` with `daily_sales_summary`, then `monthly_sales_summary`); one last task
-checks them (every table built, no load committed meanwhile, revenue agreeing by product and customer, by day and
-month) and swaps them all in, views recreated, in one transaction. Readers see the old marts or the new, never a mix;
-a failure leaves the old ones.
+`product_summary`, then `customer_summary` with `daily_sales_summary`, then `cohort_retention`, then
+`monthly_sales_summary`); one last task checks them (every table built, no load committed meanwhile, revenue
+agreeing by product and customer, by day and month) and swaps them all in, views recreated, in one transaction.
+Readers see the old marts or the new, never a mix; a failure leaves the old ones.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 -- cohort_retention: of the customers who first bought in a month, how many bought again N months later.
 -- Grain: one row per cohort (month of the first revenue-bearing order) and months_since_first (0, 1, ...)
 -- up to the month of the last day of daily_sales_summary (the last month of monthly_sales_summary, which
--- groups those days: read from the days, this table builds beside that one); months with no returning
--- customer are zero-filled.
+-- groups those days and reads its customers from this table); months with no returning customer are zero-filled.
 -- Inputs: order_totals, daily_sales_summary.
 
 with

@@ -1,9 +1,10 @@
 -- monthly_sales_summary: sales per calendar month, with new customers and growth.
 -- Grain: one row per month (its first day) from the first to the last order's month, zero-filled.
--- Inputs: daily_sales_summary, order_totals, customer_summary.
+-- Inputs: daily_sales_summary, cohort_retention.
 --
--- Orders and revenue add up from the days; distinct customers do not, so they are counted from the orders.
--- new_customers counts customers whose first revenue-bearing order falls in the month.
+-- Orders and revenue add up from the days; distinct customers do not, so they come from the cohorts: each
+-- customer belongs to one cohort (the month of their first revenue-bearing order), so the month's distinct
+-- customers are the cohorts' active customers in it, and its new customers the size of the cohort it starts.
 -- revenue_growth_pct compares with the month before; null for the first month and after a month without revenue.
 
 with
@@ -13,16 +14,9 @@ daily_sales_summary as (
     from daily_sales_summary
 ),
 
-order_totals as (
-    select customer_id, order_date
-    from order_totals
-    where is_revenue_bearing and order_date is not null
-),
-
-customer_summary as (
-    select first_order_date
-    from customer_summary
-    where first_order_date is not null
+cohort_retention as (
+    select cohort_month, active_month, months_since_first, cohort_size, active_customers
+    from cohort_retention
 ),
 
 sales as (
@@ -35,14 +29,11 @@ sales as (
 ),
 
 customers as (
-    select date_trunc('month', order_date::timestamp)::date as month, count(distinct customer_id) as unique_customers
-    from order_totals
-    group by 1
-),
-
-first_orders as (
-    select date_trunc('month', first_order_date::timestamp)::date as month, count(*) as new_customers
-    from customer_summary
+    select
+        active_month as month,
+        sum(active_customers)::bigint as unique_customers,
+        sum(cohort_size) filter (where months_since_first = 0)::bigint as new_customers
+    from cohort_retention
     group by 1
 ),
 
@@ -52,7 +43,7 @@ final as (
         sales.total_orders,
         sales.total_revenue,
         coalesce(customers.unique_customers, 0) as unique_customers,
-        coalesce(first_orders.new_customers, 0) as new_customers,
+        coalesce(customers.new_customers, 0) as new_customers,
         round(sales.total_revenue / nullif(sales.total_orders, 0), 2) as avg_order_value,
         round(
             100 * (sales.total_revenue - lag(sales.total_revenue) over (order by sales.month))
@@ -61,7 +52,6 @@ final as (
         ) as revenue_growth_pct
     from sales
     left join customers on customers.month = sales.month
-    left join first_orders on first_orders.month = sales.month
 )
 
 select * from final
