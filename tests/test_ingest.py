@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import shutil
 import signal
 import subprocess
@@ -324,6 +326,23 @@ def test_a_file_the_client_cannot_read_as_postgresql_would_goes_to_staging_whole
     monkeypatch.setattr(ingest, "_judge", lambda *args: None)
     ingest.load(raw, engine)
     assert snapshot(engine) == judged
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 20], ids=["tiny blocks", "small blocks", "one block"])
+def test_the_client_cuts_records_where_postgresql_does_across_blocks(monkeypatch, block):
+    """A record ends at a newline outside quotes: quoted newlines, carriage returns and doubled quotes stay
+    in their record, wherever the blocks are cut."""
+    rows = [["1", "plain", "x"], ["2", 'a "quoted" word', "line one\nline two"], ["3", "", 'ends with ""'],
+            ["4", "cr\r\ninside", "y"], ["5", '"', "\n\n"], ["6", "last", "z"]]
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    data = buffer.getvalue().encode()
+    monkeypatch.setattr(ingest, "BLOCK", block)
+    records = [block_data[s:e] for block_data, _, starts, ends in ingest._records(io.BytesIO(data))
+               for s, e in zip(starts, ends)]
+    assert [list(csv.reader(io.StringIO(r.decode(), newline=""))) for r in records] == [[row] for row in rows]
+    with pytest.raises(ingest._Unsure, match="never closed"):
+        list(ingest._records(io.BytesIO(data + b'7,"open\n')))
 
 
 def test_a_header_only_file_loads_nothing_from_it(engine, raw):

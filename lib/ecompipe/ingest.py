@@ -429,14 +429,16 @@ def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
         if not data:
             return
         arr = np.frombuffer(data, np.uint8)
-        is_quote = arr == ord('"')
-        inside = np.cumsum(is_quote, dtype=np.uint8) & 1  # odd: after an opening quote (the count wraps, its parity not)
-        quotes = np.flatnonzero(is_quote)
+        quotes = np.flatnonzero(arr == ord('"'))
+
+        def outside(at: np.ndarray) -> np.ndarray:  # an even number of quotes before: not inside a quoted field
+            return (np.searchsorted(quotes, at) & 1) == 0
+
         newlines = np.flatnonzero(arr == ord("\n"))
-        ends = newlines[inside[newlines] == 0] + 1
+        ends = newlines[outside(newlines)] + 1
         if not chunk:  # the end of the file: its last record may have no newline
             last = int(ends[-1]) if len(ends) else 0
-            if inside[-1]:
+            if len(quotes) & 1:
                 raise _Unsure("a quoted field is never closed")
             if last < len(data):
                 ends = np.append(ends, len(data))
@@ -451,7 +453,7 @@ def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
                 and ((after == 44) | (after == 10) | (after == 13) | (after == 34)).all()):
             raise _Unsure("a quote inside an unquoted field, or after a closing quote")
         returns = np.flatnonzero(arr[:used] == ord("\r"))
-        returns = returns[inside[returns] == 0]
+        returns = returns[outside(returns)]
         if not (returns + 1 < len(arr)).all() or not (arr[np.minimum(returns + 1, len(arr) - 1)] == ord("\n")).all():
             raise _Unsure("a carriage return without a newline")
         crlf = bool(used >= 2 and data[int(ends[0]) - 2:int(ends[0])] == b"\r\n") if crlf is None else crlf
