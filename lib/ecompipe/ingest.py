@@ -430,12 +430,8 @@ def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
             return
         arr = np.frombuffer(data, np.uint8)
         quotes = np.flatnonzero(arr == ord('"'))
-
-        def outside(at: np.ndarray) -> np.ndarray:  # an even number of quotes before: not inside a quoted field
-            return (np.searchsorted(quotes, at) & 1) == 0
-
         newlines = np.flatnonzero(arr == ord("\n"))
-        ends = newlines[outside(newlines)] + 1
+        ends = newlines[_outside_quotes(quotes, newlines)] + 1
         if not chunk:  # the end of the file: its last record may have no newline
             last = int(ends[-1]) if len(ends) else 0
             if len(quotes) & 1:
@@ -453,7 +449,7 @@ def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
                 and ((after == 44) | (after == 10) | (after == 13) | (after == 34)).all()):
             raise _Unsure("a quote inside an unquoted field, or after a closing quote")
         returns = np.flatnonzero(arr[:used] == ord("\r"))
-        returns = returns[outside(returns)]
+        returns = returns[_outside_quotes(quotes, returns)]
         if not (returns + 1 < len(arr)).all() or not (arr[np.minimum(returns + 1, len(arr) - 1)] == ord("\n")).all():
             raise _Unsure("a carriage return without a newline")
         crlf = bool(used >= 2 and data[int(ends[0]) - 2:int(ends[0])] == b"\r\n") if crlf is None else crlf
@@ -544,6 +540,12 @@ def _ahead(pool: ThreadPoolExecutor, work: Callable, items: Iterator) -> Iterato
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _outside_quotes(quotes: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For each position ``at`` in a block, whether it lies outside quoted fields: an even number of the block's
+    ``quotes`` (their positions, in order) before it. A doubled quote inside a field counts twice."""
+    return (np.searchsorted(quotes, at) & 1) == 0
 
 
 def _block(data: bytes, offset: int, starts: np.ndarray, ends: np.ndarray, *, header, types, keys, refs, parents):

@@ -15,7 +15,7 @@ daily_sales_summary as (
 ),
 
 cohort_retention as (
-    select cohort_month, active_month, months_since_first, cohort_size, active_customers
+    select active_month, months_since_first, cohort_size, active_customers
     from cohort_retention
 ),
 
