@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
@@ -289,11 +290,14 @@ ODD = {
 }
 
 
+@pytest.mark.parametrize("block", [ingest.BLOCK, 4096], ids=["blocks of 8 MB", "blocks of 4 KB"])
 @pytest.mark.parametrize("case", ["as written", *LOADING])
-def test_the_client_judges_every_row_as_the_server_alone_would(engine, tmp_path, monkeypatch, case):
+def test_the_client_judges_every_row_as_the_server_alone_would(engine, tmp_path, monkeypatch, case, block):
     """Core and quarantine after a load equal, byte for byte, what the server alone makes of the same files
     (every row through staging and the rules, the loader before the client judged), on a corpus of defects
-    and odd values, in each format variant."""
+    and odd values, in each format variant. In blocks of 4 KB, a key's first row goes to core many blocks
+    before its repeats are read (the key 7, spelled 007 at the end), and the server still refuses the repeats."""
+    monkeypatch.setattr(ingest, "BLOCK", block)
     generate.write_dataset(GenerateSpec(scale=0.05, seed=8, defects=DefectRates(
         **{k: 0.01 for k in DefectRates.model_fields})), tmp_path)
     for table, lines in ODD.items():
@@ -308,15 +312,20 @@ def test_the_client_judges_every_row_as_the_server_alone_would(engine, tmp_path,
     judged = snapshot(engine)
     with engine.connect() as conn:
         staged = sum(conn.scalar(sa.text(f"select count(*) from staging.{r.table}")) for r in reports)
+        first_of_repeats = conn.scalar(sa.text("select count(*) from staging.customers where _in_core"))
     assert staged < 0.2 * sum(r.read for r in reports)  # the client did judge: most rows skipped staging
+    assert first_of_repeats > 0  # rows in core whose key repeats later, staged for the repeats to be refused
     monkeypatch.setattr(ingest, "_judge", lambda *args: None)
     assert ingest.load(tmp_path, engine) == reports
     assert snapshot(engine) == judged
 
 
-def test_a_file_the_client_cannot_read_as_postgresql_would_goes_to_staging_whole(engine, raw, monkeypatch):
+@pytest.mark.parametrize("block", [ingest.BLOCK, 256], ids=["one block", "blocks of 256 B"])
+def test_a_file_the_client_cannot_read_as_postgresql_would_goes_to_staging_whole(engine, raw, monkeypatch, block):
     """A quote inside an unquoted field opens a quoted section for PostgreSQL, not for pyarrow: the client
-    certifies nothing of that file, and PostgreSQL reads it as it always has."""
+    certifies nothing of that file, and PostgreSQL reads it as it always has. In small blocks the client meets
+    the quote in the file's last block, after sending the rows of the others to core: they are taken back."""
+    monkeypatch.setattr(ingest, "BLOCK", block)
     append(raw / "products.csv", '900300,Ab"c",Gadgets,1.00,0.50')
     reports = {r.table: r for r in ingest.load(raw, engine)}
     judged = snapshot(engine)
@@ -326,6 +335,39 @@ def test_a_file_the_client_cannot_read_as_postgresql_would_goes_to_staging_whole
     monkeypatch.setattr(ingest, "_judge", lambda *args: None)
     ingest.load(raw, engine)
     assert snapshot(engine) == judged
+
+
+def test_a_judge_that_fails_part_way_fails_the_load_and_commits_nothing(engine, clean_raw, raw, monkeypatch):
+    """The server writes each block as the client judges it: when the client fails on a later block, the writer
+    stops too, and the load fails with the client's error."""
+    ingest.load(clean_raw, engine)
+    before = snapshot(engine)
+    monkeypatch.setattr(ingest, "BLOCK", 4096)
+    real, judged = ingest._block, []
+
+    def failing(data, *args, **kwargs):
+        judged.append(len(data))
+        if len(judged) == 5:
+            raise RuntimeError("the client failed")
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_block", failing)
+    with pytest.raises(RuntimeError, match="the client failed"):
+        ingest.load(raw, engine)
+    assert snapshot(engine) == before
+
+
+def test_the_first_row_of_each_key_is_found_across_blocks():
+    rng = np.random.default_rng(5)
+    seen, known = ingest._Seen(), set()
+    for size in rng.integers(1, 400, 60):
+        block = rng.integers(0, 3000, size).astype(np.uint64)
+        expected = []
+        for h in block.tolist():
+            expected.append(h not in known)
+            known.add(h)
+        assert seen.first(block).tolist() == expected
+    assert len(seen.runs) < 8  # merged as they grow, not a run per block
 
 
 @pytest.mark.parametrize("block", [7, 64, 1 << 20], ids=["tiny blocks", "small blocks", "one block"])

@@ -11,13 +11,13 @@ anomaly stages to flag. For each file, rows read = rows loaded into core + rows 
 fails. The raw files themselves are the record of what arrived (the run keeps them, with their sha256).
 
 **Who judges a row.** In a full load the client reads the files in turn with pyarrow, in blocks, while the
-server writes those already read. A row whose every value the client can prove PostgreSQL reads exactly as
-written (:func:`_certify`), whose key no other row has and whose references are to rows already going to core, goes
-straight to core as the bytes it arrived as, so PostgreSQL still makes every stored value. Every other row
-goes to ``staging.<table>`` (text, with its file and line) and through the rules in SQL (:data:`RULES`,
-:func:`_promote`), which check each value with the type's own input function. So does a whole file the client
-cannot read exactly as PostgreSQL would (an odd quote, mixed line endings, bad UTF-8: :func:`_records`), and
-every row of an increment, which may update rows already in core.
+server writes each block as soon as it is read. A row whose every value the client can prove PostgreSQL reads
+exactly as written (:func:`_certify`), whose key no earlier row has and whose references are to rows already
+going to core, goes straight to core as the bytes it arrived as, so PostgreSQL still makes every stored value.
+Every other row goes to ``staging.<table>`` (text, with its file and line) and through the rules in SQL
+(:data:`RULES`, :func:`_promote`), which check each value with the type's own input function. So does a whole
+file the client cannot read exactly as PostgreSQL would (an odd quote, mixed line endings, bad UTF-8:
+:func:`_records`), and every row of an increment, which may update rows already in core.
 
 A load is one transaction, so a failure or a killed process leaves the warehouse exactly as it was. In
 ``replace`` mode (a full load) it replaces the core tables; in ``upsert`` mode (a daily increment) it
@@ -37,6 +37,7 @@ import csv
 import functools
 import json
 import logging
+import queue
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -180,17 +181,22 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
                 keys = []
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
             # The client reads the files in turn, parents first so children's references can be checked, while
-            # the server writes, one after another, those already read and adds back their keys.
+            # the server writes, one after another, what the client has read and adds back each table's keys.
             parents, writes = {}, []
             with ThreadPoolExecutor(1) as server:
                 try:
                     for table, path in files.items():
                         for failed in (w for w in writes if w.done() and w.exception()):
                             failed.result()  # a write failed: no point reading on
-                        plan = (_judge(path, table, headers[table], schema, checker, parents)
-                                if mode == "replace" else None)
-                        writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, plan,
+                        judged = _Judged() if mode == "replace" else None
+                        writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, judged,
                                                     [k for k in keys if k[0] == table]))
+                        if judged is not None:
+                            try:
+                                judged.put(_judge(path, table, headers[table], schema, checker, parents, judged.put))
+                            except BaseException as exc:
+                                judged.put(exc)  # the writer stops reading too
+                                raise
                     reports = [w.result() for w in writes]
                 except BaseException:  # the load fails: the writes still queued would only be rolled back
                     server.shutdown(wait=True, cancel_futures=True)
@@ -217,22 +223,25 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
                 connection.close()
 
 
-def _write(cur, table: str, path: Path, header: list[str], schema: _Schema, mode: str, plan: _Plan | None,
+def _write(cur, table: str, path: Path, header: list[str], schema: _Schema, mode: str, judged: _Judged | None,
            keys: list[tuple[str, str, str]]) -> FileReport:
-    """Write one file: the rows the client certified straight into core, the rest through staging and the
-    rules (:func:`_promote`); without a plan, the whole file through staging. Then add back the table's
+    """Write one file. In a full load (``judged``), the rows the client certifies go straight into core as it reads
+    them, and then the rest through staging and the rules (:func:`_promote`); in an increment, or where the client
+    cannot read the file as PostgreSQL would, the whole file goes through staging. Then add back the table's
     ``keys``, which checks every row at once."""
-    direct = 0
-    if plan is not None and plan.direct_rows:
+    direct, plan = 0, None
+    if judged is not None:
         # Frozen (the table was truncated in this transaction, a full load's): the first query after the load
         # need not mark every row committed and write every page again, nor autovacuum freeze them later.
         statement = sql.SQL("copy {} ({}) from stdin with (format csv, encoding 'UTF8', freeze)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, header)))
         with blaming(path, IngestError):
-            cur.copy_expert(statement, _Stream(_file_bytes(path, ((b"", s, e) for s, e in plan.direct))),
-                            size=COPY_BUFFER)
-        direct = cur.rowcount
-        if direct != plan.direct_rows:
+            cur.copy_expert(statement, _Stream(_file_bytes(path, judged.ranges())), size=COPY_BUFFER)
+        direct, plan = cur.rowcount, judged.plan
+        if plan is None and direct:  # the client met, part-way through, what it cannot read as PostgreSQL would
+            cur.execute(sql.SQL("truncate {}").format(sql.Identifier(table)))
+            direct = 0
+        if plan is not None and direct != plan.direct_rows:
             raise IngestError(f"{path}: counts do not reconcile: {plan.direct_rows} rows certified, "
                               f"but {direct} reached {table}")
     staged, blank = _stage(cur, sql.Identifier("staging", table), path, header, plan)
@@ -248,18 +257,19 @@ def _write(cur, table: str, path: Path, header: list[str], schema: _Schema, mode
 def _stage(cur, target: sql.Identifier, path: Path, header: list[str], plan: _Plan | None) -> tuple[int, int]:
     """COPY the rows the plan leaves to the server (without a plan, the whole file), as text, into ``target``
     (``staging.<table>``); return the rows staged and the blank lines skipped. Rows keep the line numbers they
-    have in the file, blank lines counted."""
+    have in the file, blank lines counted. Rows already in core (``_in_core``: the first of a key that repeats)
+    are staged only to be repeated, and not counted."""
     cur.execute(sql.SQL("alter table {} alter column _file set default {}").format(target, sql.Literal(str(path))))
     if plan is not None:
         if len(plan.staged):
-            statement = sql.SQL("copy {} (_line, {}) from stdin with (format csv, encoding 'UTF8')").format(
+            statement = sql.SQL("copy {} (_line, _in_core, {}) from stdin with (format csv, encoding 'UTF8')").format(
                 target, sql.SQL(", ").join(map(sql.Identifier, header)))
+            pieces = ((b"%d,%s," % (n, b"t" if in_core else b"f"), s, e) for n, s, e, in_core in plan.staged.tolist())
             with blaming(path, IngestError):
-                cur.copy_expert(statement, _Stream(_file_bytes(path, ((b"%d," % n, s, e) for n, s, e in plan.staged))),
-                                size=COPY_BUFFER)
+                cur.copy_expert(statement, _Stream(_file_bytes(path, pieces)), size=COPY_BUFFER)
             # a few rows against a core table of millions: without statistics the planner would scan the parents
             cur.execute(sql.SQL("analyze {}").format(target))
-        return len(plan.staged), plan.blank_lines
+        return len(plan.staged) - int(plan.staged[:, 3].sum()), plan.blank_lines
     statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         target, sql.SQL(", ").join(map(sql.Identifier, header)))
     with open(path, "rb") as f, blaming(path, IngestError):
@@ -355,13 +365,37 @@ class _Unsure(Exception):
 
 @dataclass
 class _Plan:
-    """What the client made of one file of a full load: the rows certain to load go straight to core as the bytes
-    they arrived as; every other row goes to staging, for the server's rules to judge."""
+    """What the client made of one file of a full load, once read to the end: the rows it sent straight to core (as
+    it read them, through :class:`_Judged`) and the rows the server's rules judge."""
 
     blank_lines: int
-    direct: np.ndarray  # (start, end): byte ranges of the file holding the rows that go straight to core
     direct_rows: int
-    staged: np.ndarray  # (line - 1, start, end) of each record the server judges
+    staged: np.ndarray  # (line - 1, start, end, in core) of each record staged; see _stage
+
+
+class _Judged:
+    """One file of a full load as the client judges it, passed from the judge to the writer: the byte ranges of each
+    block's rows that go straight to core, as each block is judged, then the :class:`_Plan`, or None where the file
+    must go to staging whole, or the error that stopped the judge."""
+
+    def __init__(self):
+        self._queue = queue.SimpleQueue()
+        self.plan: _Plan | None = None
+
+    def put(self, item: np.ndarray | _Plan | BaseException | None) -> None:
+        self._queue.put(item)
+
+    def ranges(self) -> Iterator[tuple[bytes, int, int]]:
+        """The ranges, as :func:`_file_bytes` takes them, until the judge is done; then :attr:`plan` is set."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise IngestError("the client's reading of the file failed") from item
+            if not isinstance(item, np.ndarray):
+                self.plan = item
+                return
+            for start, end in item.tolist():
+                yield b"", start, end
 
 
 _INTEGER_DIGITS = {"bigint": 18, "integer": 9, "smallint": 4}  # fewer than the type holds: no range check needed
@@ -466,36 +500,44 @@ def _records(f) -> Iterator[tuple[bytes, int, np.ndarray, np.ndarray]]:
         carry, offset = data[used:], offset + used
 
 
-def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, parents: dict) -> _Plan | None:
-    """Read ``path`` on the client and plan its load (:class:`_Plan`); None when the whole file must go to staging.
+def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, parents: dict,
+           send: Callable[[np.ndarray], None]) -> _Plan | None:
+    """Read ``path`` on the client in blocks, ``send`` each block's rows that go straight to core (their byte
+    ranges) as soon as it is judged, and plan the rest (:class:`_Plan`). None when the file must go to staging
+    whole, the rows already sent too: the client met what it cannot read as PostgreSQL would.
 
     A row goes straight to core when every typed value is null or certified (:func:`_certify`), its key and
-    references are present, no other row of the file has its key, and each reference is to a row of the parent
-    file that went straight to core (``parents``: each parent's keys; this file's are added). Keys the client
-    cannot certify are typed by the server, on ``checker`` (read-only), so that rows with the same key are found
-    whatever their spelling. The file is read in blocks; a row keeps only its place in the file and a hash of
-    its key.
+    references are present, no earlier row of the file has its key, and each reference is to a row of the parent
+    file that went straight to core (``parents``: each parent's keys; this file's are added). A later row with that
+    key goes to staging, and so does a copy of the first, marked as in core, for the server to refuse the later one
+    as a repeat just as it would have. Keys the client cannot certify are typed by the server, block by block, on
+    ``checker`` (read-only), so that rows with the same key are found whatever their spelling. A row keeps only its
+    place in the file and a hash of its key.
     """
     types, keys, refs = schema.types[table], schema.keys[table], schema.references[table]
     if any(types[c][0] not in _INTEGER_DIGITS for c in [*keys, *refs]):
         return None  # only whole-number keys are typed on the client
-    starts, ends, certain, hashes, own_keys = [], [], [], [], []
+    starts, ends, direct, hashes, own_keys = [], [], [], [], []
     blank_after = []  # for each blank line, the rows before it
-    doubtful = []  # (row, its key's parts: a whole number, or text the server must type)
+    seen = _Seen()
     rows = 0
     block = functools.partial(_block, header=header, types=types, keys=keys, refs=refs, parents=parents)
     try:
-        # two blocks at a time: pyarrow and numpy let go of the GIL, so both cores work while the server waits
-        with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
+        # a block parsed while the last is handled: one core's worth, as the server writes on the other
+        with open(path, "rb") as f, ThreadPoolExecutor(1) as pool:
             for read in _ahead(pool, block, _records(f)):
-                block_starts, block_ends, ok, (hashed, own_key), blank_before, block_doubtful = read
+                block_starts, block_ends, ok, (hashed, own_key), blank_before, doubtful = read
                 blank_after.extend(rows + np.asarray(blank_before, np.int64))
-                doubtful.extend((rows + i, parts) for i, parts in block_doubtful)
                 if not len(block_starts):
                     continue
+                if doubtful:
+                    _type_keys(checker, doubtful, hashed, [types[c] for c in keys], schema.soft_input_check)
+                if keys:
+                    ok &= seen.first(hashed)
+                send(_runs(ok, block_starts, block_ends))
                 starts.append(block_starts)
                 ends.append(block_ends)
-                certain.append(ok)
+                direct.append(ok)
                 hashes.append(hashed)
                 if len(keys) == 1:
                     own_keys.append(own_key)
@@ -504,35 +546,67 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
         log.info("%s goes to staging whole: %s", path, why)
         return None
     finally:
+        del seen  # its copy of every hash, before _repeated sorts them again
         pa.default_memory_pool().release_unused()  # the parsed blocks' memory, back to the system
     if not rows:
-        return _Plan(len(blank_after), np.zeros((0, 2), np.int64), 0, np.zeros((0, 3), np.int64))
-    starts, ends, direct, hashes = _joined(starts), _joined(ends), _joined(certain), _joined(hashes)
-    if doubtful:
-        texts = {column: [parts[n] for _, parts in doubtful if isinstance(parts[n], str)]
-                 for n, column in enumerate(keys)}
-        typed = {column: _typed_by_server(checker, text, types[column], schema.soft_input_check) if text else {}
-                 for column, text in texts.items()}
-        for row, parts in doubtful:
-            parts = [typed[c].get(p) if isinstance(p, str) else p for c, p in zip(keys, parts)]
-            if None not in parts:  # a key PostgreSQL reads; otherwise it is refused, and repeats nothing
-                hashes[row] = _hash([np.array([p], np.int64) for p in parts])[0]
-    if keys:  # every row of a repeated key goes to staging, where the first wins and the others are refused
-        direct &= ~_repeated(hashes)
+        return _Plan(len(blank_after), 0, np.zeros((0, 4), np.int64))
+    starts, ends, direct, hashes = _joined(starts), _joined(ends), _joined(direct), _joined(hashes)
+    in_core = direct & _repeated(hashes) if keys else np.zeros(rows, bool)  # first rows of keys that repeat
     if len(keys) == 1:
         parents[(table, keys[0])] = _joined(own_keys)[direct]
-    # runs of rows that go straight to core, next to each other in the file, are sent as one range of bytes
-    joined = direct[:-1] & direct[1:] & (ends[:-1] == starts[1:])
-    first = np.flatnonzero(direct & ~np.concatenate(([False], joined)))
-    last = np.flatnonzero(direct & ~np.concatenate((joined, [False])))
-    judged = np.flatnonzero(~direct)
+    judged = np.flatnonzero(~direct | in_core)
     lines = judged + 2 + np.searchsorted(np.asarray(blank_after, np.int64), judged, side="right")  # header: line 1
-    return _Plan(len(blank_after), np.column_stack((starts[first], ends[last])), int(direct.sum()),
-                 np.column_stack((lines - 1, starts[judged], ends[judged])))
+    return _Plan(len(blank_after), int(direct.sum()),
+                 np.column_stack((lines - 1, starts[judged], ends[judged], in_core[judged])))
+
+
+def _type_keys(checker, doubtful: list, hashed: np.ndarray, key_types: list[tuple], soft_input_check: bool) -> None:
+    """Hash the keys of a block's ``doubtful`` rows (row, its key's parts: a whole number, or text) as PostgreSQL
+    reads them, typed by the server; a key it refuses keeps the hash it had, and repeats nothing."""
+    typed = []
+    for n, column_type in enumerate(key_types):
+        texts = [parts[n] for _, parts in doubtful if isinstance(parts[n], str)]
+        typed.append(_typed_by_server(checker, texts, column_type, soft_input_check) if texts else {})
+    for row, parts in doubtful:
+        parts = [known.get(p) if isinstance(p, str) else p for known, p in zip(typed, parts)]
+        if None not in parts:
+            hashed[row] = _hash([np.array([p], np.int64) for p in parts])[0]
+
+
+def _runs(ok: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(start, end) of each run of ``ok`` rows next to each other in the file, to be sent as one range of bytes."""
+    joined = ok[:-1] & ok[1:] & (ends[:-1] == starts[1:])
+    first = np.flatnonzero(ok & ~np.concatenate(([False], joined)))
+    last = np.flatnonzero(ok & ~np.concatenate((joined, [False])))
+    return np.column_stack((starts[first], ends[last]))
+
+
+class _Seen:
+    """The key hashes of a file's rows read so far, as sorted runs. A block is looked up in each run, then added as
+    a run of its own, and runs merge as a binary counter carries: each hash is copied, and each block looked up,
+    about log2(blocks) times."""
+
+    def __init__(self):
+        self.runs: list[np.ndarray] = []
+
+    def first(self, hashes: np.ndarray) -> np.ndarray:
+        """True for each of a block's ``hashes`` (in file order) that no row before it had; then all are seen."""
+        order = np.argsort(hashes, kind="stable")  # equal hashes stay in file order: the first is marked
+        ordered = hashes[order]
+        new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        for run in self.runs:  # sorted lookups walk each run once
+            new &= run[np.minimum(np.searchsorted(run, ordered), len(run) - 1)] != ordered
+        first = np.empty(len(hashes), bool)
+        first[order] = new
+        while self.runs and len(self.runs[-1]) <= len(ordered):
+            ordered = np.sort(np.concatenate((self.runs.pop(), ordered)), kind="stable")  # two sorted runs: a merge
+        self.runs.append(ordered)
+        return first
 
 
 def _ahead(pool: ThreadPoolExecutor, work: Callable, items: Iterator) -> Iterator:
-    """``work`` on each of ``items``, two at a time in ``pool``; the results in order."""
+    """``work`` on each of ``items`` in ``pool``, the next item submitted before a result is taken; the results
+    in order."""
     pending = collections.deque()
     for item in items:
         pending.append(pool.submit(work, *item))
@@ -933,7 +1007,8 @@ def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[in
     cur.execute(sql.SQL("""
         insert into {core} ({target})
         select {values} from {staging} s
-        where not exists (select 1 from quarantine q where q.source_file = s._file and q.line = s._line + 1){conflict}
+        where not s._in_core
+          and not exists (select 1 from quarantine q where q.source_file = s._file and q.line = s._line + 1){conflict}
     """).format(
         core=ident(table), target=sql.SQL(", ").join(map(ident, columns)), staging=sql.Identifier("staging", table),
         values=sql.SQL(", ").join(sql.SQL("s.{c}::{t}").format(c=ident(c), t=sql.SQL(schema.types[table][c][1]))
