@@ -519,7 +519,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
         return None  # only whole-number keys are typed on the client
     starts, ends, direct, hashes, own_keys = [], [], [], [], []
     blank_after = []  # for each blank line, the rows before it
-    seen = _Seen()
+    seen, repeats = _Seen(), []  # the hashes of rows whose key an earlier row had
     rows = 0
     block = functools.partial(_block, header=header, types=types, keys=keys, refs=refs, parents=parents)
     try:
@@ -533,7 +533,9 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
                 if doubtful:
                     _type_keys(checker, doubtful, hashed, [types[c] for c in keys], schema.soft_input_check)
                 if keys:
-                    ok &= seen.first(hashed)
+                    first = seen.first(hashed)
+                    ok &= first
+                    repeats.append(hashed[~first])
                 send(_runs(ok, block_starts, block_ends))
                 starts.append(block_starts)
                 ends.append(block_ends)
@@ -546,12 +548,15 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
         log.info("%s goes to staging whole: %s", path, why)
         return None
     finally:
-        del seen  # its copy of every hash, before _repeated sorts them again
         pa.default_memory_pool().release_unused()  # the parsed blocks' memory, back to the system
+    del seen
     if not rows:
         return _Plan(len(blank_after), 0, np.zeros((0, 4), np.int64))
-    starts, ends, direct, hashes = _joined(starts), _joined(ends), _joined(direct), _joined(hashes)
-    in_core = direct & _repeated(hashes) if keys else np.zeros(rows, bool)  # first rows of keys that repeat
+    # the rows straight to core whose key a later row repeats, found block by block: no array of every hash
+    repeated = np.unique(_joined(repeats)) if keys else np.zeros(0, np.uint64)
+    in_core = _joined([ok & _among(hashed, repeated) for ok, hashed in zip(direct, hashes)])
+    del hashes
+    starts, ends, direct = _joined(starts), _joined(ends), _joined(direct)
     if len(keys) == 1:
         parents[(table, keys[0])] = _joined(own_keys)[direct]
     judged = np.flatnonzero(~direct | in_core)
@@ -582,24 +587,28 @@ def _runs(ok: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 class _Seen:
-    """The key hashes of a file's rows read so far, as sorted runs. A block is looked up in each run, then added as
-    a run of its own, and runs merge as a binary counter carries: each hash is copied, and each block looked up,
-    about log2(blocks) times."""
+    """The keys of a file's rows read so far, as 32 bits of their hashes in sorted runs. A block is looked up in each
+    run, then added as a run of its own, and runs merge as a binary counter carries: each hash is copied, and each
+    block looked up, about log2(blocks) times. A key seen is never missed; two keys may look alike, and then the
+    later row goes to staging needlessly (about one in a thousand at scale 100), where the server judges it all
+    the same."""
 
     def __init__(self):
         self.runs: list[np.ndarray] = []
 
     def first(self, hashes: np.ndarray) -> np.ndarray:
         """True for each of a block's ``hashes`` (in file order) that no row before it had; then all are seen."""
-        order = np.argsort(hashes, kind="stable")  # equal hashes stay in file order: the first is marked
-        ordered = hashes[order]
+        short = ((hashes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)).astype(np.uint32)  # a key's hash may be the key
+        order = np.argsort(short, kind="stable")  # equal hashes stay in file order: the first is marked
+        ordered = short[order]
         new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
         for run in self.runs:  # sorted lookups walk each run once
             new &= run[np.minimum(np.searchsorted(run, ordered), len(run) - 1)] != ordered
         first = np.empty(len(hashes), bool)
         first[order] = new
         while self.runs and len(self.runs[-1]) <= len(ordered):
-            ordered = np.sort(np.concatenate((self.runs.pop(), ordered)), kind="stable")  # two sorted runs: a merge
+            ordered = np.concatenate((self.runs.pop(), ordered))
+            ordered.sort(kind="stable")  # two sorted runs: a merge, in place
         self.runs.append(ordered)
         return first
 
@@ -687,18 +696,12 @@ def _hash(columns: list[np.ndarray]) -> np.ndarray:
     return hashed
 
 
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """True for each row whose key hash (:func:`_hash`) another row has too. Every repeated key is found; a rare
-    collision sends a row to staging needlessly, where the server judges it all the same. A hash and a sort take
-    a fraction of the memory and time of comparing the key columns."""
-    ordered = np.sort(hashes)
-    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ordered
-    if not len(twice):
+def _among(hashes: np.ndarray, repeated: np.ndarray) -> np.ndarray:
+    """True for each of ``hashes`` that is in ``repeated`` (sorted). A rare collision of two keys' hashes stages a
+    row needlessly, where the server judges it all the same."""
+    if not len(repeated):
         return np.zeros(len(hashes), bool)
-    at = np.searchsorted(twice, hashes)
-    np.minimum(at, len(twice) - 1, out=at)
-    return twice[at] == hashes
+    return repeated[np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)] == hashes
 
 
 def _type_of(column_type: tuple) -> tuple[str, int | None, int | None]:
