@@ -182,7 +182,7 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
                 cur.execute("delete from quarantine where source_file = any(%s)", ([str(p) for p in files.values()],))
             # The client reads the files in turn, parents first so children's references can be checked, while
             # the server writes, one after another, what the client has read and adds back each table's keys.
-            parents, writes = {}, []
+            parents, writes, judged = {}, [], None
             with ThreadPoolExecutor(1) as server:
                 try:
                     for table, path in files.items():
@@ -192,13 +192,11 @@ def _load_once(raw_dir, files, headers, engine, mode, record: _Record, guard: bo
                         writes.append(server.submit(_write, cur, table, path, headers[table], schema, mode, judged,
                                                     [k for k in keys if k[0] == table]))
                         if judged is not None:
-                            try:
-                                judged.put(_judge(path, table, headers[table], schema, checker, parents, judged.put))
-                            except BaseException as exc:
-                                judged.put(exc)  # the writer stops reading too
-                                raise
+                            judged.put(_judge(path, table, headers[table], schema, checker, parents, judged.put))
                     reports = [w.result() for w in writes]
-                except BaseException:  # the load fails: the writes still queued would only be rolled back
+                except BaseException as exc:  # the load fails: the writes still queued would only be rolled back
+                    if judged is not None:
+                        judged.put(exc)  # a writer waiting for the rest of a file stops too
                     server.shutdown(wait=True, cancel_futures=True)
                     raise
             if guard and mode == "replace":
@@ -264,7 +262,9 @@ def _stage(cur, target: sql.Identifier, path: Path, header: list[str], plan: _Pl
         if len(plan.staged):
             statement = sql.SQL("copy {} (_line, _in_core, {}) from stdin with (format csv, encoding 'UTF8')").format(
                 target, sql.SQL(", ").join(map(sql.Identifier, header)))
-            pieces = ((b"%d,%s," % (n, b"t" if in_core else b"f"), s, e) for n, s, e, in_core in plan.staged.tolist())
+            pieces = ((b"%d,%s," % (n, b"t" if in_core else b"f"), s, e)
+                      for at in range(0, len(plan.staged), 1 << 16)  # as lists, a slice at a time
+                      for n, s, e, in_core in plan.staged[at:at + (1 << 16)].tolist())
             with blaming(path, IngestError):
                 cur.copy_expert(statement, _Stream(_file_bytes(path, pieces)), size=COPY_BUFFER)
             # a few rows against a core table of millions: without statistics the planner would scan the parents
@@ -554,7 +554,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
         return _Plan(len(blank_after), 0, np.zeros((0, 4), np.int64))
     # the rows straight to core whose key a later row repeats, found block by block: no array of every hash
     repeated = np.unique(_joined(repeats)) if keys else np.zeros(0, np.uint64)
-    in_core = _joined([ok & _among(hashed, repeated) for ok, hashed in zip(direct, hashes)])
+    in_core = _joined([ok & _among(hashed, repeated) if keys else ok & False for ok, hashed in zip(direct, hashes)])
     del hashes
     starts, ends, direct = _joined(starts), _joined(ends), _joined(direct)
     if len(keys) == 1:
@@ -598,7 +598,8 @@ class _Seen:
 
     def first(self, hashes: np.ndarray) -> np.ndarray:
         """True for each of a block's ``hashes`` (in file order) that no row before it had; then all are seen."""
-        short = ((hashes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)).astype(np.uint32)  # a key's hash may be the key
+        # the high half of the hash times an odd constant: a single-column key's hash is the key itself
+        short = ((hashes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)).astype(np.uint32)
         order = np.argsort(short, kind="stable")  # equal hashes stay in file order: the first is marked
         ordered = short[order]
         new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
@@ -608,7 +609,7 @@ class _Seen:
         first[order] = new
         while self.runs and len(self.runs[-1]) <= len(ordered):
             ordered = np.concatenate((self.runs.pop(), ordered))
-            ordered.sort(kind="stable")  # two sorted runs: a merge, in place
+            ordered.sort(kind="stable")  # two sorted runs: timsort merges them, in the same array
         self.runs.append(ordered)
         return first
 
@@ -916,7 +917,8 @@ RULES: tuple[Rule, ...] = (
 
 
 def _promote(cur, table: str, schema: _Schema, mode: str, read: int) -> tuple[int, int]:
-    """Move ``staging.<table>`` into quarantine, then the rest into core; return (loaded, quarantined).
+    """Move ``staging.<table>`` into quarantine, then the rest into core, but for the copies of rows already in
+    core (``_in_core``: there only for the rows that repeat their key); return (loaded, quarantined).
 
     The first statement checks every value once and writes out only the rows that broke a rule, with all
     their reasons; the second casts and inserts every other row, which is what a load costs anyway.

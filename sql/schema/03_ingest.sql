@@ -1,5 +1,6 @@
 -- What ingest keeps besides the core tables.
---   staging.*      the latest load's rows the server judges (all of an increment's), as they arrived, all text, with their file and line;
+--   staging.*      the latest load's rows the server judges (all of an increment's), as they arrived, all text, with their file and line,
+--                  and copies of the rows already in core whose key a later row repeats (_in_core);
 --   quarantine     rows that broke a hard rule, with their raw values and every reason;
 --   ingest_loads   one row per load, with the reconciliation of each file and the data's as-of date;
 --   data_as_of     the as-of date of what the warehouse holds, which the marts measure dates against.
@@ -10,10 +11,10 @@
 create schema if not exists staging;
 
 -- staging.<table> has a text column for each column of its core table, in the same order, made from the core
--- table itself, so the two cannot disagree; _line (by default, not always: a load renumbers the rows after
--- a skipped blank line), _file and _in_core (a copy of a row the client sent straight to core, staged so that
--- the rows repeating its key are refused) come with them. Made only where missing: DDL would queue this
--- set-up behind any load reading the table.
+-- table itself, so the two cannot disagree, and three of its own: _line (by default, not always: a load
+-- renumbers the rows after a skipped blank line), _file, and _in_core (a copy of a row the client sent straight
+-- to core, staged so that the rows repeating its key are refused). Made only where missing: DDL would queue
+-- this set-up behind any load reading the table.
 do $$
 declare
     t text;
