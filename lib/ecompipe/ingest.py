@@ -517,6 +517,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
     types, keys, refs = schema.types[table], schema.keys[table], schema.references[table]
     if any(types[c][0] not in _INTEGER_DIGITS for c in [*keys, *refs]):
         return None  # only whole-number keys are typed on the client
+    key_types = [types[c] for c in keys]
     starts, ends, direct, hashes, own_keys = [], [], [], [], []
     blank_after = []  # for each blank line, the rows before it
     seen, repeats = _Seen(), []  # the hashes of rows whose key an earlier row had
@@ -531,7 +532,7 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
                 if not len(block_starts):
                     continue
                 if doubtful:
-                    _type_keys(checker, doubtful, hashed, [types[c] for c in keys], schema.soft_input_check)
+                    _type_keys(checker, doubtful, hashed, key_types, schema.soft_input_check)
                 if keys:
                     first = seen.first(hashed)
                     ok &= first
@@ -553,8 +554,9 @@ def _judge(path: Path, table: str, header: list[str], schema: _Schema, checker, 
     if not rows:
         return _Plan(len(blank_after), 0, np.zeros((0, 4), np.int64))
     # the rows straight to core whose key a later row repeats, found block by block: no array of every hash
-    repeated = np.unique(_joined(repeats)) if keys else np.zeros(0, np.uint64)
-    in_core = _joined([ok & _among(hashed, repeated) if keys else ok & False for ok, hashed in zip(direct, hashes)])
+    repeated = np.unique(_joined(repeats)) if repeats else []
+    in_core = (_joined([ok & _among(hashed, repeated) for ok, hashed in zip(direct, hashes)]) if len(repeated)
+               else np.zeros(rows, bool))
     del hashes
     starts, ends, direct = _joined(starts), _joined(ends), _joined(direct)
     if len(keys) == 1:
@@ -604,7 +606,7 @@ class _Seen:
         ordered = short[order]
         new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
         for run in self.runs:  # sorted lookups walk each run once
-            new &= run[np.minimum(np.searchsorted(run, ordered), len(run) - 1)] != ordered
+            new &= ~_among(ordered, run)
         first = np.empty(len(hashes), bool)
         first[order] = new
         while self.runs and len(self.runs[-1]) <= len(ordered):
@@ -697,12 +699,9 @@ def _hash(columns: list[np.ndarray]) -> np.ndarray:
     return hashed
 
 
-def _among(hashes: np.ndarray, repeated: np.ndarray) -> np.ndarray:
-    """True for each of ``hashes`` that is in ``repeated`` (sorted). A rare collision of two keys' hashes stages a
-    row needlessly, where the server judges it all the same."""
-    if not len(repeated):
-        return np.zeros(len(hashes), bool)
-    return repeated[np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)] == hashes
+def _among(values: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """True for each of ``values`` that ``ordered`` (sorted, not empty) holds."""
+    return ordered[np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)] == values
 
 
 def _type_of(column_type: tuple) -> tuple[str, int | None, int | None]:
